@@ -1,0 +1,319 @@
+"""Validate the raw upload and build the canonical ``transactions`` table, reporting every row.
+
+Each raw row ends up either in ``transactions`` or in ``rejected_rows`` with
+exactly one reason (the first that applies, in the order of ``REJECT_REASONS``),
+so ``rows_in == rows_kept + sum(rows_rejected.values())`` always holds.
+Returns (negative quantity or amount, or an invoice id like ``C536379``) are
+kept with negative amounts and netted against revenue unless dropped; zero-price
+lines are kept as purchases unless dropped. Both are counted as flags.
+
+Part of the DuckDB engine layer (it parses text with DuckDB functions).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+import duckdb
+
+from clm_core import schema
+from clm_core.errors import InputFileError, MappingError
+from clm_core.mapping import ColumnMapping
+from clm_core.reader import LINE_COLUMN, RAW_TABLE
+
+__all__ = [
+    "REJECTED_TABLE",
+    "REJECT_REASONS",
+    "FLAG_REASONS",
+    "IngestOptions",
+    "IngestReport",
+    "build_transactions",
+    "sql_identifier",
+    "attribute_column",
+]
+
+REJECTED_TABLE = "rejected_rows"
+REJECT_REASONS = {
+    "missing_customer_id": "Customer ID is empty",
+    "unparseable_date": "Order date could not be read as a date",
+    "future_date": "Order date is in the future",
+    "non_numeric_amount": "Amount (or quantity / price) is missing or not a number",
+    "zero_price_dropped": "Zero price (dropped by your choice)",
+    "duplicate": "Exact duplicate of an earlier row",
+    "return_dropped": "Return or cancellation (dropped by your choice)",
+}
+FLAG_REASONS = {
+    "return": "Returns and cancellations, kept and netted against revenue",
+    "zero_price": "Zero-price lines, kept as purchases with no revenue",
+}
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """Cleaning choices; the defaults keep returns (netted) and zero-price lines."""
+
+    drop_returns: bool = False
+    drop_zero_price: bool = False
+    # Rows dated after this moment are rejected as future dates.
+    now: datetime | None = None
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values.pop("now")
+        return values
+
+
+@dataclass
+class IngestReport:
+    """What happened to every row of the upload."""
+
+    rows_in: int
+    rows_kept: int
+    rows_rejected: dict[str, int]
+    rows_flagged: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_rejected(self) -> int:
+        return sum(self.rows_rejected.values())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sql_identifier(name: str) -> str:
+    """Quote a column name for SQL (names come from the user's file)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def attribute_column(prefix: str, label: str) -> str:
+    """The canonical column name for a kept attribute: ``seg_country``, ``contact_email``."""
+    slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") or "column"
+    return prefix + slug
+
+
+def _text(column: str | None) -> str:
+    return f"NULLIF(trim({sql_identifier(column)}), '')" if column else "NULL"
+
+
+def _number(column: str | None, style: str) -> str:
+    """SQL that turns '£1,234.50', '1.234,50', '(12.00)' or '-3' into a DOUBLE, or NULL."""
+    if not column:
+        return "CAST(NULL AS DOUBLE)"
+    cleaned = f"regexp_replace(trim({sql_identifier(column)}), '[£$€¥\\s'']', '', 'g')"
+    if style == "comma":
+        cleaned = f"replace(replace({cleaned}, '.', ''), ',', '.')"
+    else:
+        cleaned = f"replace({cleaned}, ',', '')"
+    # Accountants write negatives in parentheses.
+    cleaned = f"regexp_replace({cleaned}, '^\\((.*)\\)$', '-\\1')"
+    return f"TRY_CAST({cleaned} AS DOUBLE)"
+
+
+def _timestamp(column: str, date_format: str) -> str:
+    value = f"trim({sql_identifier(column)})"
+    if date_format == "iso":
+        # Drop a trailing time-zone offset: the local time of the order is what counts.
+        return f"TRY_CAST(replace(left({value}, 19), 'T', ' ') AS TIMESTAMP)"
+    if date_format == "ymd_compact":
+        return f"try_strptime({value}, '%Y%m%d')"
+    if date_format in ("epoch_s", "epoch_ms"):
+        divisor = 1 if date_format == "epoch_s" else 1000
+        # Unix time is UTC; kept as a plain (time-zone-free) timestamp like every other format.
+        return f"make_timestamp(CAST(TRY_CAST({value} AS DOUBLE) / {divisor} * 1000000 AS BIGINT))"
+    day, month = ("%d", "%m") if date_format == "dmy" else ("%m", "%d")
+    formats = []
+    for separator in ("/", "-", "."):
+        for year in ("%Y", "%y"):
+            base = separator.join((day, month, year) if date_format == "dmy" else (month, day, year))
+            formats += [f"{base} %H:%M:%S", f"{base} %H:%M", f"{base} %I:%M %p", f"{base}"]
+    listed = ", ".join(f"'{fmt}'" for fmt in formats)
+    return f"try_strptime(regexp_replace({value}, '\\s+', ' ', 'g'), [{listed}])"
+
+
+def build_transactions(
+    con: duckdb.DuckDBPyConnection,
+    mapping: ColumnMapping,
+    options: IngestOptions = IngestOptions(),
+) -> IngestReport:
+    """Turn ``raw_upload`` into ``transactions`` and ``rejected_rows``; return the report."""
+    raw_columns = [row[0] for row in con.execute(f"DESCRIBE {RAW_TABLE}").fetchall() if row[0] != LINE_COLUMN]
+    mapping.validate(raw_columns)
+    fields = mapping.fields
+    now = options.now or datetime.now()
+    future_limit = now + timedelta(days=1)
+
+    has_amount = schema.AMOUNT in fields
+    has_price = schema.UNIT_PRICE in fields
+    has_quantity = schema.QUANTITY in fields
+    style = mapping.number_style
+    amount_raw = _number(fields.get(schema.AMOUNT), style)
+    quantity = _number(fields.get(schema.QUANTITY), style)
+    price = _number(fields.get(schema.UNIT_PRICE), style)
+    if has_amount:
+        amount = amount_raw
+        money_bad = f"({amount_raw}) IS NULL"
+        zero = f"({price}) = 0" if has_price else f"({amount_raw}) = 0"
+    elif has_price:
+        amount = f"({quantity}) * ({price})" if has_quantity else price
+        money_bad = f"({price}) IS NULL" + (f" OR ({quantity}) IS NULL" if has_quantity else "")
+        zero = f"({price}) = 0"
+    else:
+        amount, money_bad, zero = "CAST(NULL AS DOUBLE)", "FALSE", "FALSE"
+
+    order_ts = _timestamp(fields[schema.ORDER_TS], mapping.date_format)
+    order_text = _text(fields.get(schema.ORDER_ID))
+    return_test = f"(coalesce(({quantity}) < 0, FALSE) OR coalesce(({amount}) < 0, FALSE)"
+    if schema.ORDER_ID in fields:
+        return_test += f" OR coalesce(regexp_matches({order_text}, '^[Cc][0-9]'), FALSE)"
+    return_test += ")"
+
+    extra_names = [
+        sql_identifier(attribute_column(prefix, label))
+        for prefix, labels in ((schema.SEGMENT_PREFIX, mapping.segments), (schema.CONTACT_PREFIX, mapping.contacts))
+        for label in labels
+    ]
+    extra_labels = mapping.segments + mapping.contacts
+    extra_sql = "".join(f", {_text(label)} AS {name}" for label, name in zip(extra_labels, extra_names))
+    partition = ", ".join(sql_identifier(column) for column in raw_columns)
+
+    con.execute(f"DROP TABLE IF EXISTS staged_rows")
+    con.execute(
+        f"""
+        CREATE TEMP TABLE staged_rows AS
+        WITH parsed AS (
+            SELECT
+                {LINE_COLUMN},
+                {_text(fields[schema.CUSTOMER_ID])} AS customer_id,
+                {order_text} AS order_text,
+                {order_ts} AS order_ts,
+                {amount} AS amount,
+                {quantity} AS quantity,
+                {price} AS unit_price,
+                {_text(fields.get(schema.PRODUCT_ID))} AS product_id,
+                {_text(fields.get(schema.PRODUCT_NAME))} AS product_name,
+                coalesce({money_bad}, TRUE) AS money_bad,
+                coalesce({zero}, FALSE) AS zero_price,
+                {return_test} AS is_return,
+                row_number() OVER (PARTITION BY {partition} ORDER BY {LINE_COLUMN}) AS copy_number
+                {extra_sql}
+            FROM {RAW_TABLE}
+        )
+        SELECT *,
+            CASE
+                WHEN customer_id IS NULL THEN 'missing_customer_id'
+                WHEN order_ts IS NULL THEN 'unparseable_date'
+                WHEN order_ts > $future_limit THEN 'future_date'
+                WHEN money_bad THEN 'non_numeric_amount'
+                WHEN zero_price AND $drop_zero THEN 'zero_price_dropped'
+                WHEN copy_number > 1 THEN 'duplicate'
+                WHEN is_return AND $drop_returns THEN 'return_dropped'
+            END AS reason
+        FROM parsed
+        """,
+        {"future_limit": future_limit, "drop_zero": options.drop_zero_price, "drop_returns": options.drop_returns},
+    )
+    counts = con.execute(
+        """
+        SELECT count(*),
+               count(*) FILTER (WHERE reason IS NULL),
+               count(*) FILTER (WHERE order_ts IS NOT NULL),
+               count(*) FILTER (WHERE NOT money_bad),
+               count(*) FILTER (WHERE reason IS NULL AND is_return),
+               count(*) FILTER (WHERE reason IS NULL AND zero_price)
+        FROM staged_rows
+        """
+    ).fetchone()
+    rows_in, rows_kept, dated, priced, returns_kept, zero_kept = counts
+    if dated == 0:
+        sample = con.execute(
+            f"SELECT {sql_identifier(fields[schema.ORDER_TS])} FROM {RAW_TABLE} "
+            f"WHERE {_text(fields[schema.ORDER_TS])} IS NOT NULL LIMIT 1"
+        ).fetchone()
+        example = f" (for example {sample[0]!r})" if sample else ""
+        raise MappingError(
+            f"None of the values in column '{fields[schema.ORDER_TS]}' could be read as a date{example}. "
+            "Pick the column that holds order dates, or change the date format."
+        )
+    if mapping.has_money and priced == 0:
+        column = fields.get(schema.AMOUNT) or fields.get(schema.UNIT_PRICE)
+        sample = con.execute(
+            f"SELECT {sql_identifier(column)} FROM {RAW_TABLE} WHERE {_text(column)} IS NOT NULL LIMIT 1"
+        ).fetchone()
+        example = f" (for example {sample[0]!r})" if sample else ""
+        raise MappingError(
+            f"Column '{column}' holds no numbers{example}, so it cannot be the amount. Pick the column with "
+            "money values, or leave Line amount and Unit price empty to load the file without revenue."
+        )
+    if rows_kept == 0:
+        raise InputFileError(
+            "Every row was rejected; nothing is left to analyse. Check the validation report below "
+            "and the column mapping."
+        )
+
+    rejected = dict(
+        con.execute("SELECT reason, count(*) FROM staged_rows WHERE reason IS NOT NULL GROUP BY reason").fetchall()
+    )
+    rows_rejected = {reason: int(rejected.get(reason, 0)) for reason in REJECT_REASONS}
+    rows_flagged = {"return": int(returns_kept), "zero_price": int(zero_kept)}
+
+    # Without an order id, a customer's lines at one timestamp form one order.
+    con.execute(f"DROP TABLE IF EXISTS {schema.TRANSACTIONS}")
+    con.execute(
+        f"""
+        CREATE TABLE {schema.TRANSACTIONS} AS
+        SELECT
+            customer_id AS {schema.CUSTOMER_ID},
+            coalesce(order_text, customer_id || '@' || strftime(order_ts, '%Y-%m-%d %H:%M:%S')) AS {schema.ORDER_ID},
+            order_ts AS {schema.ORDER_TS},
+            CASE WHEN is_return THEN -abs(amount) ELSE amount END AS {schema.AMOUNT},
+            CASE WHEN is_return THEN -abs(quantity) ELSE quantity END AS {schema.QUANTITY},
+            unit_price AS {schema.UNIT_PRICE},
+            product_id AS {schema.PRODUCT_ID},
+            product_name AS {schema.PRODUCT_NAME},
+            is_return AS {schema.IS_RETURN},
+            {LINE_COLUMN}
+            {"".join(f", {name}" for name in extra_names)}
+        FROM staged_rows
+        WHERE reason IS NULL
+        ORDER BY {LINE_COLUMN}
+        """
+    )
+    raw_select = ", ".join(f"r.{sql_identifier(column)}" for column in raw_columns)
+    con.execute(f"DROP TABLE IF EXISTS {REJECTED_TABLE}")
+    con.execute(
+        f"""
+        CREATE TABLE {REJECTED_TABLE} AS
+        SELECT s.reason, r.{LINE_COLUMN}, {raw_select}
+        FROM staged_rows s JOIN {RAW_TABLE} r USING ({LINE_COLUMN})
+        WHERE s.reason IS NOT NULL
+        ORDER BY r.{LINE_COLUMN}
+        """
+    )
+    con.execute("DROP TABLE staged_rows")
+
+    notes = []
+    if not mapping.has_money:
+        notes.append(
+            "No money column was mapped: retention, recommendations and recency/frequency views work; "
+            "revenue, order value and CLV need an amount or unit price column."
+        )
+    elif not has_amount and has_price and has_quantity:
+        notes.append("Line amount was computed as quantity x unit price.")
+    elif not has_amount and has_price:
+        notes.append("No quantity column: each line counts as one unit at its unit price.")
+    if schema.ORDER_ID not in fields:
+        notes.append("No order column: each customer's lines at one date and time form one order.")
+    if mapping.number_style == "comma":
+        notes.append("Numbers were read with a decimal comma (1.234,50 means one thousand two hundred thirty-four and a half).")
+    report = IngestReport(
+        rows_in=int(rows_in),
+        rows_kept=int(rows_kept),
+        rows_rejected=rows_rejected,
+        rows_flagged=rows_flagged,
+        notes=notes,
+    )
+    assert report.rows_in == report.rows_kept + report.total_rejected, "every row is kept or rejected"
+    return report

@@ -1,0 +1,67 @@
+"""Headline numbers of a loaded dataset, from the named queries."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from clm_core.workspace import Workspace
+
+__all__ = ["DatasetSummary", "dataset_summary", "revenue_by_month"]
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """Customers, orders and money of a dataset; money fields are None without an amount column.
+
+    ``repeat_customer_rate`` is the share of buying customers with two or more
+    orders; ``average_order_value`` is purchase revenue (before returns) per order.
+    """
+
+    customers: int
+    orders: int
+    rows: int
+    first_date: pd.Timestamp
+    last_date: pd.Timestamp
+    repeat_customer_rate: float
+    orders_per_customer: float
+    return_orders: int
+    net_revenue: float | None
+    gross_revenue: float | None
+    average_order_value: float | None
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["first_date"] = self.first_date.isoformat()
+        values["last_date"] = self.last_date.isoformat()
+        return values
+
+
+def dataset_summary(workspace: Workspace) -> DatasetSummary:
+    """The summary the Data page and ``ingest --json`` show."""
+    totals = workspace.query("dataset_totals").iloc[0]
+    has_money = workspace.dataset.has_money
+    buying = int(totals["buying_customers"])
+    orders = int(totals["orders"])
+    gross = float(totals["gross_revenue"]) if has_money and pd.notna(totals["gross_revenue"]) else None
+    return DatasetSummary(
+        customers=int(totals["customers"]),
+        orders=orders,
+        rows=int(totals["rows"]),
+        first_date=pd.Timestamp(totals["first_ts"]),
+        last_date=pd.Timestamp(totals["last_ts"]),
+        repeat_customer_rate=int(totals["repeat_customers"]) / buying if buying else 0.0,
+        orders_per_customer=orders / buying if buying else 0.0,
+        return_orders=int(totals["return_orders"]),
+        net_revenue=float(totals["net_revenue"]) if has_money and pd.notna(totals["net_revenue"]) else None,
+        gross_revenue=gross,
+        average_order_value=gross / orders if gross is not None and orders else None,
+    )
+
+
+def revenue_by_month(workspace: Workspace) -> pd.DataFrame:
+    """Per calendar month: ``month`` (first day), ``gross_revenue``, ``net_revenue``, ``orders``, ``customers``."""
+    frame = workspace.query("revenue_by_month")
+    frame["month"] = pd.to_datetime(frame["month"])
+    return frame

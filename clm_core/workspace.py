@@ -1,0 +1,201 @@
+"""A workspace: one DuckDB database holding one dataset, its rejected rows and its metadata.
+
+The app gives every browser session its own workspace file in its own
+temporary folder; the CLI writes one to ``--db PATH``. All computations
+above this module go through :meth:`Workspace.query` (named queries) or read
+the metadata; none of them touch DuckDB directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from clm_core import schema
+from clm_core.errors import NoDatasetError
+from clm_core.ingest import REJECTED_TABLE, IngestOptions, IngestReport, attribute_column, build_transactions
+from clm_core.mapping import ColumnMapping, guess_mapping
+from clm_core.queries import query_text
+from clm_core.reader import LINE_COLUMN, RAW_TABLE, SourceInfo, load_raw, sniff
+
+__all__ = ["StagedFile", "DatasetInfo", "Workspace", "file_digest"]
+
+_META_TABLE = "dataset_meta"
+_SAMPLE_ROWS = 5000
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class StagedFile:
+    """An uploaded file loaded as text, waiting for the user's mapping."""
+
+    name: str
+    info: SourceInfo
+    rows: int
+    columns: list[str]
+    sample: pd.DataFrame
+    guess: ColumnMapping
+    digest: str
+
+
+@dataclass
+class DatasetInfo:
+    """What is loaded: where it came from, how it was read, and its report."""
+
+    name: str
+    fingerprint: str
+    mapping: ColumnMapping
+    options: dict
+    report: IngestReport
+    source: str = ""
+    segment_columns: dict[str, str] = field(default_factory=dict)  # column -> label
+    contact_columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def has_money(self) -> bool:
+        return self.mapping.has_money
+
+    @property
+    def has_products(self) -> bool:
+        return schema.PRODUCT_ID in self.mapping.fields or schema.PRODUCT_NAME in self.mapping.fields
+
+
+class Workspace:
+    """One DuckDB database file (or memory) holding at most one dataset."""
+
+    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
+        self.path = str(path)
+        self._con = duckdb.connect(self.path, read_only=read_only)
+        self._workdir = Path(tempfile.mkdtemp(prefix="clm-work-"))
+
+    # -- loading -----------------------------------------------------------
+    def stage_file(self, path: str | Path, *, original_name: str | None = None,
+                   sheets: list[str] | None = None) -> StagedFile:
+        """Read a file as text into the workspace and guess its mapping."""
+        info = sniff(path, original_name=original_name, workdir=self._workdir)
+        rows = load_raw(self._con, info, sheets=sheets, workdir=self._workdir)
+        columns = [name for name in self._raw_columns()]
+        sample = self._con.execute(
+            f"SELECT * EXCLUDE ({LINE_COLUMN}) FROM {RAW_TABLE} ORDER BY {LINE_COLUMN} LIMIT {_SAMPLE_ROWS}"
+        ).df()
+        digest = file_digest(path)
+        if info.kind == "excel":
+            digest = hashlib.sha256((digest + json.dumps(sheets or info.sheets[:1])).encode()).hexdigest()
+        return StagedFile(name=original_name or Path(path).name, info=info, rows=rows, columns=columns,
+                          sample=sample, guess=guess_mapping(sample), digest=digest)
+
+    def build(self, staged: StagedFile, mapping: ColumnMapping | None = None,
+              options: IngestOptions = IngestOptions()) -> IngestReport:
+        """Validate the staged rows with ``mapping`` (default: the guess) and store the dataset."""
+        mapping = mapping or staged.guess
+        report = build_transactions(self._con, mapping, options)
+        if staged.info.notes:
+            report.notes = staged.info.notes + report.notes
+        settings = json.dumps({"mapping": mapping.to_dict(), "options": options.to_dict()}, sort_keys=True)
+        fingerprint = hashlib.sha256((staged.digest + settings).encode()).hexdigest()[:20]
+        dataset = DatasetInfo(
+            name=staged.name,
+            fingerprint=fingerprint,
+            mapping=mapping,
+            options=options.to_dict(),
+            report=report,
+            source=staged.info.describe(),
+            segment_columns={attribute_column(schema.SEGMENT_PREFIX, label): label for label in mapping.segments},
+            contact_columns={attribute_column(schema.CONTACT_PREFIX, label): label for label in mapping.contacts},
+        )
+        self._write_meta(dataset)
+        self._con.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
+        self._con.execute("CHECKPOINT")
+        return report
+
+    def ingest(self, path: str | Path, mapping: ColumnMapping | None = None,
+               options: IngestOptions = IngestOptions(), *, original_name: str | None = None,
+               sheets: list[str] | None = None) -> IngestReport:
+        """Stage and build in one step (the CLI's path)."""
+        staged = self.stage_file(path, original_name=original_name, sheets=sheets)
+        return self.build(staged, mapping, options)
+
+    def _raw_columns(self) -> list[str]:
+        return [row[0] for row in self._con.execute(f"DESCRIBE {RAW_TABLE}").fetchall() if row[0] != LINE_COLUMN]
+
+    def _write_meta(self, dataset: DatasetInfo) -> None:
+        payload = {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint,
+            "mapping": dataset.mapping.to_dict(),
+            "options": dataset.options,
+            "report": dataset.report.to_dict(),
+            "source": dataset.source,
+            "segment_columns": dataset.segment_columns,
+            "contact_columns": dataset.contact_columns,
+        }
+        self._con.execute(f"CREATE OR REPLACE TABLE {_META_TABLE} (payload VARCHAR)")
+        self._con.execute(f"INSERT INTO {_META_TABLE} VALUES (?)", [json.dumps(payload)])
+
+    # -- reading -----------------------------------------------------------
+    @property
+    def dataset(self) -> DatasetInfo:
+        """The loaded dataset; :class:`NoDatasetError` when nothing is loaded yet."""
+        try:
+            (payload,) = self._con.execute(f"SELECT payload FROM {_META_TABLE}").fetchone()
+        except (duckdb.CatalogException, TypeError):
+            raise NoDatasetError("No dataset is loaded yet. Load the demo data or upload a file on the Data page.")
+        data = json.loads(payload)
+        return DatasetInfo(
+            name=data["name"],
+            fingerprint=data["fingerprint"],
+            mapping=ColumnMapping.from_dict(data["mapping"]),
+            options=data["options"],
+            report=IngestReport(**data["report"]),
+            source=data["source"],
+            segment_columns=data["segment_columns"],
+            contact_columns=data["contact_columns"],
+        )
+
+    @property
+    def has_dataset(self) -> bool:
+        try:
+            self.dataset
+        except NoDatasetError:
+            return False
+        return True
+
+    def query(self, name: str, **params: object) -> pd.DataFrame:
+        """Run a named query from :mod:`clm_core.queries` with bound parameters."""
+        self.dataset  # a clear error before a SQL one
+        return self._con.execute(query_text(name), params or None).df()
+
+    def rejected_rows(self, reason: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """The rejected rows as they were in the file, with their reason and row number."""
+        sql = f"SELECT * FROM {REJECTED_TABLE}"
+        params: list[object] = []
+        if reason:
+            sql += " WHERE reason = ?"
+            params.append(reason)
+        sql += f" ORDER BY {LINE_COLUMN}"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._con.execute(sql, params).df()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
