@@ -138,7 +138,13 @@ def generate_transactions(n_customers: int, *, seed: int = 0, params: GeneratorP
     product_index = _draw_products(rng, products, favourite[line_owner])
     list_price = products["price"].to_numpy()[product_index]
     quantity = np.maximum(1, np.round(line_value / list_price)).astype(np.int64)
-    unit_price = list_price
+    # A product drawn twice for one order becomes one line with the summed quantity.
+    line_key, first_line, inverse = np.unique(
+        line_order * params.n_products + product_index, return_index=True, return_inverse=True
+    )
+    quantity = np.bincount(inverse, weights=quantity).astype(np.int64)
+    line_order, product_index, line_owner = line_order[first_line], product_index[first_line], line_owner[first_line]
+    unit_price = products["price"].to_numpy()[product_index]
     amount = np.round(quantity * unit_price, 2)
 
     order_ts = start + pd.to_timedelta(np.floor(order_day[line_order] * 86400), unit="s")

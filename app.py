@@ -1,0 +1,25 @@
+"""Streamlit entry point: page config, the shared sidebar, and navigation between working pages."""
+
+import streamlit as st
+
+import app_state
+
+st.set_page_config(page_title="Customer Lifecycle Analytics", page_icon="📈", layout="wide")
+
+app_state.ensure_first_run_demo()
+
+pages = [
+    st.Page("pages/data.py", title="Data", icon="📂", default=True),
+]
+navigation = st.navigation(pages)
+navigation.run()
+
+# After the page ran, so a dataset loaded on this run is already shown.
+with st.sidebar:
+    ws = app_state.workspace()
+    if ws.has_dataset:
+        dataset = ws.dataset
+        st.caption("Dataset in use")
+        st.markdown(f"**{dataset.name}**  \n{dataset.report.rows_kept:,} rows")
+    else:
+        st.caption("No dataset loaded")

@@ -1,0 +1,223 @@
+"""Data page: load the demo or an upload, map columns, see the validation report and a summary."""
+
+from dataclasses import replace
+
+import streamlit as st
+
+import app_state
+from clm_core import schema
+from clm_core.charts import revenue_by_month_figure
+from clm_core.errors import ClmError
+from clm_core.export import to_csv_bytes
+from clm_core.ingest import FLAG_REASONS, REJECT_REASONS, IngestOptions
+from clm_core.mapping import DATE_FORMATS, NUMBER_STYLES, ColumnMapping
+
+NONE = "(not in file)"
+
+st.title("Data")
+st.write(
+    "Load the demo shop or upload your own transactions: one row per order line (or per order) "
+    "with at least a customer and a date. Every later page uses the data loaded here."
+)
+ws = app_state.workspace()
+
+# --- load -------------------------------------------------------------------
+left, right = st.columns([1, 2])
+with left:
+    st.subheader("Demo data")
+    st.write("A generated gift shop: 3,000 customers, two years of orders, products and countries.")
+    if st.button("Load demo data", key="data_load_demo", type="secondary"):
+        with st.spinner("Loading the demo data..."):
+            app_state.load_demo()
+        st.session_state.pop("data_staged", None)
+        st.success("Demo data loaded.")
+with right:
+    st.subheader("Your file")
+    upload = st.file_uploader(
+        "Upload transactions",
+        type=["csv", "txt", "tsv", "gz", "zip", "xlsx", "parquet"],
+        key="data_upload",
+        help="CSV with any separator (also .gz or .zip), Excel .xlsx or Parquet, up to 1 GB. "
+             "Encodings UTF-8, Latin-1 and Windows-1252 are detected.",
+    )
+
+if upload is not None and st.session_state.get("data_upload_id") != upload.file_id:
+    target = app_state.session_folder() / "uploads" / upload.file_id
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / upload.name
+    with open(path, "wb") as handle:
+        handle.write(upload.getbuffer())
+    st.session_state["data_upload_id"] = upload.file_id
+    st.session_state["data_upload_path"] = str(path)
+    st.session_state["data_upload_name"] = upload.name
+    st.session_state.pop("data_staged", None)
+    st.session_state.pop("data_sheets", None)
+
+staged = None
+if upload is not None:
+    path = st.session_state["data_upload_path"]
+    try:
+        from clm_core.reader import excel_sheet_names
+
+        sheets = None
+        if upload.name.lower().endswith(".xlsx"):
+            sheet_names = excel_sheet_names(path)
+            sheets = st.multiselect(
+                "Sheets to load", sheet_names, default=sheet_names[:1], key="data_sheets",
+                help="Choose one sheet, or several with the same columns to stack them into one table.",
+            )
+            if not sheets:
+                st.warning("Choose at least one sheet.")
+                st.stop()
+        stage_key = (upload.file_id, tuple(sheets or ()))
+        cached = st.session_state.get("data_staged")
+        if cached is None or cached[0] != stage_key:
+            with st.spinner(f"Reading {upload.name}..."):
+                staged = ws.stage_file(path, original_name=upload.name, sheets=sheets)
+            st.session_state["data_staged"] = (stage_key, staged)
+        staged = st.session_state["data_staged"][1]
+    except ClmError as error:
+        st.error(str(error))
+        st.stop()
+
+# --- map --------------------------------------------------------------------
+if staged is not None:
+    st.subheader("Columns")
+    st.caption(f"{staged.name}: {staged.info.describe()}, {staged.rows:,} rows. We guessed the columns below; "
+               "check them and change any that are wrong.")
+    with st.expander("First rows of the file", expanded=False):
+        st.dataframe(staged.sample.head(20), hide_index=True)
+    guess = staged.guess
+    prefix = f"data_map_{staged.digest[:12]}"
+    options = [NONE] + staged.columns
+    fields: dict[str, str] = {}
+    columns = st.columns(4)
+    for index, field in enumerate(schema.FIELDS):
+        default = guess.fields.get(field.name)
+        with columns[index % 4]:
+            choice = st.selectbox(
+                field.label + (" *" if field.required else ""),
+                options,
+                index=options.index(default) if default in options else 0,
+                key=f"{prefix}_{field.name}",
+                help=field.help,
+            )
+        if choice != NONE:
+            fields[field.name] = choice
+    first, second = st.columns(2)
+    with first:
+        date_keys = list(DATE_FORMATS)
+        date_format = st.selectbox(
+            "How dates are written", date_keys, index=date_keys.index(guess.date_format),
+            format_func=DATE_FORMATS.get, key=f"{prefix}_date_format",
+            help="We read this from the data. For dates like 03/04/2011, confirm whether the day or the month comes first.",
+        )
+        if guess.fields.get(schema.ORDER_TS) in staged.sample.columns and guess.date_format in ("mdy", "dmy"):
+            from clm_core.mapping import detect_date_format
+
+            _, ambiguous = detect_date_format(staged.sample[guess.fields[schema.ORDER_TS]])
+            if ambiguous:
+                st.warning("No date in the first rows tells day from month. Please confirm the date format above.")
+        number_keys = list(NUMBER_STYLES)
+        number_style = st.selectbox(
+            "How numbers are written", number_keys, index=number_keys.index(guess.number_style),
+            format_func=NUMBER_STYLES.get, key=f"{prefix}_number_style",
+            help="Currency signs and thousands separators are removed either way.",
+        )
+    used = set(fields.values())
+    free = [column for column in staged.columns if column not in used]
+    with second:
+        segments = st.multiselect(
+            "Segment attributes", free, default=[c for c in guess.segments if c in free], key=f"{prefix}_segments",
+            help="Columns that describe a customer (country, channel, store) to split and filter analyses by.",
+        )
+        contacts = st.multiselect(
+            "Contact columns", free, default=[c for c in guess.contacts if c in free], key=f"{prefix}_contacts",
+            help="E-mail, phone or name: carried into exported customer lists for campaigns.",
+        )
+        drop_returns = st.checkbox(
+            "Drop returns and cancellations", key=f"{prefix}_drop_returns",
+            help="By default returns (negative quantities or amounts, invoices starting with C) are kept "
+                 "and subtracted from revenue.",
+        )
+        drop_zero = st.checkbox(
+            "Drop zero-price lines", key=f"{prefix}_drop_zero",
+            help="By default free items are kept: they still show the customer bought.",
+        )
+    mapping = replace(guess, fields=fields, segments=segments, contacts=contacts,
+                      date_format=date_format, number_style=number_style)
+    if not mapping.has_money:
+        st.info("No amount or unit price column is mapped. You will get retention, recommendations and "
+                "recency/frequency views; revenue, order value and CLV need a money column.")
+    if st.button("Validate and load", type="primary", key="data_build"):
+        try:
+            with st.spinner("Validating rows and building the dataset..."):
+                ws.build(staged, mapping, IngestOptions(drop_returns=drop_returns, drop_zero_price=drop_zero))
+            st.session_state.pop("data_staged", None)
+            st.session_state["data_built_upload"] = st.session_state.get("data_upload_id")
+            st.success(f"Loaded {staged.name}.")
+        except ClmError as error:
+            st.error(str(error))
+            st.stop()
+
+# --- report and summary -------------------------------------------------------
+if not ws.has_dataset:
+    st.info("Load the demo data or upload a file to begin.")
+    st.stop()
+
+dataset = ws.dataset
+report = dataset.report
+st.divider()
+st.header(dataset.name)
+if dataset.source:
+    st.caption(f"Read as {dataset.source}.")
+
+st.subheader("Validation report")
+a, b, c = st.columns(3)
+a.metric("Rows in the file", f"{report.rows_in:,}")
+b.metric("Rows kept", f"{report.rows_kept:,}")
+c.metric("Rows rejected", f"{report.total_rejected:,}")
+lines = [{"What": REJECT_REASONS[reason], "Rows": count, "Outcome": "rejected"}
+         for reason, count in report.rows_rejected.items() if count]
+lines += [{"What": FLAG_REASONS[flag], "Rows": count, "Outcome": "kept"}
+          for flag, count in report.rows_flagged.items() if count]
+if lines:
+    st.dataframe(lines, hide_index=True)
+else:
+    st.success("Every row passed validation.")
+for note in report.notes:
+    st.caption(note)
+if report.total_rejected:
+    for reason, count in report.rows_rejected.items():
+        if count:
+            with st.expander(f"Examples: {REJECT_REASONS[reason].lower()} ({count:,} rows)"):
+                st.dataframe(ws.rejected_rows(reason, limit=5), hide_index=True)
+    st.download_button(
+        "Download all rejected rows (CSV)",
+        data=to_csv_bytes(ws.rejected_rows()),
+        file_name="rejected_rows.csv",
+        mime="text/csv",
+        key="data_download_rejected",
+        help="Every rejected row as it was in your file, with its row number and the reason.",
+    )
+
+st.subheader("Summary")
+with st.spinner("Summarising..."):
+    summary = app_state.cached_summary(dataset.fingerprint, ws)
+    monthly = app_state.cached_revenue_by_month(dataset.fingerprint, ws)
+row1 = st.columns(4)
+row1[0].metric("Customers", f"{summary.customers:,}")
+row1[1].metric("Orders", f"{summary.orders:,}", help="Distinct orders that are purchases (returns not counted).")
+row1[2].metric("Net revenue", app_state.money(summary.net_revenue),
+               help="Purchases minus returns, in the currency of your file.")
+row1[3].metric("Average order value", app_state.money(summary.average_order_value, 2),
+               help="Purchase revenue before returns divided by orders.")
+row2 = st.columns(4)
+row2[0].metric("First order", summary.first_date.strftime("%d %b %Y"))
+row2[1].metric("Last order", summary.last_date.strftime("%d %b %Y"))
+row2[2].metric("Repeat customers", f"{summary.repeat_customer_rate:.1%}",
+               help="Share of buying customers with two or more orders.")
+row2[3].metric("Orders per customer", f"{summary.orders_per_customer:.2f}")
+st.plotly_chart(revenue_by_month_figure(monthly, has_money=dataset.has_money), key="data_revenue_chart")
+st.subheader("Cleaned table (first 100 rows)")
+st.dataframe(ws.query("preview", limit=100), hide_index=True)

@@ -1,0 +1,39 @@
+"""The user's journey in a real browser: upload a CSV and see the customer count."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from clm_core.generator import generate_transactions
+
+SCREENSHOTS = os.environ.get("CLM_SCREENSHOTS")
+
+
+def _metric_value(page, label: str) -> str:
+    metric = page.locator('[data-testid="stMetric"]', has_text=label).first
+    return metric.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def test_upload_csv_shows_customer_count(page, app_url, tmp_path: Path):
+    frame = generate_transactions(150, seed=42)
+    frame = (frame.groupby(["customer_id", "order_id", "order_date"], as_index=False)["amount"].sum()
+             .sort_values("order_date", ignore_index=True))
+    frame.loc[frame.index[:3], "customer_id"] = ""  # three rows the report must reject
+    upload = tmp_path / "my_shop.csv"
+    frame.to_csv(upload, index=False)
+    expected_customers = frame.loc[frame["customer_id"] != "", "customer_id"].nunique()
+
+    page.goto(app_url)
+    page.get_by_text("Rows in the file").first.wait_for()
+    page.locator('input[type="file"]').set_input_files(str(upload))
+    page.get_by_role("button", name="Validate and load").click()
+    page.get_by_text("Loaded my_shop.csv").wait_for()
+    page.get_by_role("heading", name="my_shop.csv").wait_for()
+    assert _metric_value(page, "Customers") == f"{expected_customers:,}"
+    assert _metric_value(page, "Rows rejected") == "3"
+    assert _metric_value(page, "Rows in the file") == f"{len(frame):,}"
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / "data_page.png"), full_page=True)

@@ -1,0 +1,58 @@
+"""Shared fixtures: paths to the real datasets beside the checkout, and small workspaces."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+ONLINE_RETAIL = SHARED / "online_retail.csv.gz"
+CDNOW_MASTER = SHARED / "cdnow_master.txt.gz"
+CDNOW_SAMPLE = SHARED / "cdnow_sample.txt.gz"
+DEMO_FILE = ROOT / "data" / "demo_transactions.csv.gz"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the tests need ../shared/data beside the checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def online_retail_path() -> Path:
+    return _need(ONLINE_RETAIL)
+
+
+@pytest.fixture(scope="session")
+def cdnow_sample_path() -> Path:
+    return _need(CDNOW_SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def cdnow_master_path() -> Path:
+    return _need(CDNOW_MASTER)
+
+
+@pytest.fixture(scope="session")
+def online_retail_workspace(online_retail_path, tmp_path_factory):
+    from clm_core.workspace import Workspace
+
+    workspace = Workspace(tmp_path_factory.mktemp("or") / "or.duckdb")
+    report = workspace.ingest(online_retail_path)
+    yield workspace, report
+    workspace.close()
+
+
+@pytest.fixture(scope="session")
+def cdnow_sample_workspace(cdnow_sample_path, tmp_path_factory):
+    from clm_core.workspace import Workspace
+
+    workspace = Workspace(tmp_path_factory.mktemp("cd") / "cd.duckdb")
+    workspace.ingest(cdnow_sample_path)
+    yield workspace
+    workspace.close()

@@ -1,0 +1,161 @@
+"""Validation and the canonical table: reasons, flags, invariants, and exact counts on Online Retail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clm_core.errors import MappingError
+from clm_core.ingest import IngestOptions
+from clm_core.mapping import ColumnMapping
+from clm_core.workspace import Workspace
+
+NOW = datetime(2026, 1, 1)
+
+
+def _ingest(tmp_path, text: str, mapping: ColumnMapping | None = None, **options):
+    path = tmp_path / "upload.csv"
+    path.write_text(text, encoding="utf-8")
+    workspace = Workspace()
+    report = workspace.ingest(path, mapping, IngestOptions(now=NOW, **options))
+    return workspace, report
+
+
+SMALL = """customer_id,order_id,order_date,quantity,unit_price
+c1,1001,2021-01-05 10:00:00,2,1.50
+c1,1001,2021-01-05 10:00:00,2,1.50
+,1002,2021-01-06 10:00:00,1,1.00
+c2,1003,not a date,1,1.00
+c2,1004,2030-01-01 10:00:00,1,1.00
+c3,1005,2021-01-07 10:00:00,x,1.00
+c3,1006,2021-01-08 10:00:00,1,0
+c3,C1007,2021-01-09 10:00:00,-1,1.50
+c4,1008,2021-02-01 10:00:00,3,2.00
+"""
+
+
+def test_every_row_has_one_fate(tmp_path):
+    workspace, report = _ingest(tmp_path, SMALL)
+    assert report.rows_in == 9
+    assert report.rows_rejected == {
+        "missing_customer_id": 1, "unparseable_date": 1, "future_date": 1, "non_numeric_amount": 1,
+        "zero_price_dropped": 0, "duplicate": 1, "return_dropped": 0,
+    }
+    assert report.rows_flagged == {"return": 1, "zero_price": 1}
+    assert report.rows_kept == 4
+    assert report.rows_in == report.rows_kept + report.total_rejected
+    rejected = workspace.rejected_rows()
+    assert rejected["source_row"].tolist() == [2, 3, 4, 5, 6]
+    assert rejected.loc[0, "reason"] == "duplicate"
+    kept = workspace.query("preview", limit=10)
+    assert kept["amount"].tolist() == [3.0, 0.0, -1.5, 6.0]
+    assert kept["is_return"].tolist() == [False, False, True, False]
+
+
+def test_drop_options_reject_returns_and_zero_prices(tmp_path):
+    _, report = _ingest(tmp_path, SMALL, drop_returns=True, drop_zero_price=True)
+    assert report.rows_rejected["return_dropped"] == 1
+    assert report.rows_rejected["zero_price_dropped"] == 1
+    assert report.rows_kept == 2
+    assert report.rows_in == report.rows_kept + report.total_rejected
+
+
+def test_money_styles_are_parsed(tmp_path):
+    text = 'customer_id;order_date;amount\na;2021-01-01;"£1,234.50"\nb;2021-01-02;(12.00)\nc;2021-01-03;$ 7\n'
+    workspace, report = _ingest(tmp_path, text)
+    assert workspace.query("preview", limit=5)["amount"].tolist() == [1234.5, -12.0, 7.0]
+    text = "customer_id;order_date;amount\na;02.01.2021;1.234,50\nb;15.01.2021;3,5\n"
+    workspace, report = _ingest(tmp_path, text)
+    assert workspace.dataset.mapping.number_style == "comma"
+    assert workspace.dataset.mapping.date_format == "dmy"
+    frame = workspace.query("preview", limit=5)
+    assert frame["amount"].tolist() == [1234.5, 3.5]
+    assert frame["order_ts"].tolist() == [pd.Timestamp("2021-01-02"), pd.Timestamp("2021-01-15")]
+
+
+@pytest.mark.parametrize(
+    "values, date_format",
+    [
+        (["12/31/2011 08:26", "2/1/2011 10:05"], "mdy"),
+        (["31/12/2011", "01/02/2011"], "dmy"),
+        (["20111231", "20110201"], "ymd_compact"),
+        (["1325320560", "1296641100"], "epoch_s"),
+        (["2011-12-31T08:26:00Z", "2011-02-01 10:05"], "iso"),
+    ],
+)
+def test_date_formats(tmp_path, values, date_format):
+    text = "customer_id,order_date,amount\n" + "".join(f"c{i},{v},1\n" for i, v in enumerate(values))
+    workspace, report = _ingest(tmp_path, text)
+    assert workspace.dataset.mapping.date_format == date_format
+    assert report.rows_rejected["unparseable_date"] == 0
+    stamps = workspace.query("preview", limit=5)["order_ts"]
+    assert stamps.dt.year.tolist() == [2011, 2011]
+    assert stamps.dt.month.tolist() == [12, 2]
+
+
+def test_file_without_money_still_loads(tmp_path):
+    workspace, report = _ingest(tmp_path, "customer,date,product\na,2021-01-01,p1\nb,2021-01-02,p2\n")
+    assert report.rows_kept == 2
+    assert not workspace.dataset.has_money
+    assert any("No money column" in note for note in report.notes)
+
+
+def test_no_date_column_and_text_amounts_are_explained(tmp_path):
+    with pytest.raises(MappingError, match="Order date"):
+        _ingest(tmp_path, "customer,colour,amount\na,red,1\nb,blue,2\n")
+    with pytest.raises(MappingError, match="holds no numbers"):
+        _ingest(tmp_path, "customer_id,order_date,amount\na,2021-01-01,lots\nb,2021-01-02,few\n")
+    with pytest.raises(MappingError, match="could be read as a date"):
+        _ingest(tmp_path, "customer_id,order_date,amount\na,soon,1\nb,later,2\n",
+                ColumnMapping(fields={"customer_id": "customer_id", "order_ts": "order_date", "amount": "amount"}))
+
+
+def test_online_retail_counts_match_independent_pandas(online_retail_path, online_retail_workspace):
+    workspace, report = online_retail_workspace
+    raw = pd.read_csv(online_retail_path, dtype=str, keep_default_na=False)
+    missing = raw["CustomerID"].str.strip() == ""
+    dates = pd.to_datetime(raw["InvoiceDate"], format="%Y-%m-%d %H:%M:%S", errors="coerce")
+    quantity = pd.to_numeric(raw["Quantity"], errors="coerce")
+    price = pd.to_numeric(raw["UnitPrice"], errors="coerce")
+    duplicate = raw.duplicated(keep="first")
+    bad_date = ~missing & dates.isna()
+    bad_money = ~missing & ~bad_date & (quantity.isna() | price.isna())
+    is_duplicate = ~missing & ~bad_date & ~bad_money & duplicate
+    kept = ~(missing | bad_date | bad_money | is_duplicate)
+
+    assert report.rows_in == len(raw) == 541_909
+    assert report.rows_rejected["missing_customer_id"] == missing.sum() == 135_080
+    assert report.rows_rejected["unparseable_date"] == bad_date.sum()
+    assert report.rows_rejected["non_numeric_amount"] == bad_money.sum()
+    assert report.rows_rejected["duplicate"] == is_duplicate.sum()
+    assert report.rows_kept == kept.sum()
+    assert report.rows_in == report.rows_kept + report.total_rejected
+    is_return = (quantity < 0) | (price < 0) | raw["InvoiceNo"].str.match(r"^[Cc]\d")
+    assert report.rows_flagged["return"] == (kept & is_return).sum()
+    assert report.rows_flagged["zero_price"] == (kept & (price == 0)).sum()
+
+    totals = workspace.query("dataset_totals").iloc[0]
+    line_revenue = np.where(is_return, -np.abs(quantity * price), quantity * price)
+    assert totals["customers"] == raw.loc[kept, "CustomerID"].nunique()
+    assert totals["net_revenue"] == pytest.approx(line_revenue[kept].sum(), rel=1e-9)
+    assert totals["orders"] == raw.loc[kept & ~is_return, "InvoiceNo"].nunique()
+    assert set(workspace.dataset.segment_columns.values()) == {"Country"}
+
+
+def test_cdnow_files_ingest_with_guessed_mapping(cdnow_master_path, cdnow_sample_workspace):
+    dataset = cdnow_sample_workspace.dataset
+    assert dataset.mapping.fields == {"customer_id": "column_1", "order_ts": "column_3", "quantity": "column_4",
+                                      "amount": "column_5"}
+    totals = cdnow_sample_workspace.query("dataset_totals").iloc[0]
+    assert totals["customers"] == 2_357
+    assert dataset.report.rows_in == 6_919 and dataset.report.rows_rejected["duplicate"] == 21
+    with Workspace() as workspace:
+        report = workspace.ingest(cdnow_master_path)
+        assert workspace.dataset.mapping.fields == {"customer_id": "customer_id", "order_ts": "date",
+                                                    "quantity": "number_of_cds", "amount": "dollar_value"}
+        assert report.rows_in == 69_659 and report.rows_rejected["duplicate"] == 255
+        assert report.rows_flagged["zero_price"] == 80
+        assert workspace.query("dataset_totals").iloc[0]["customers"] == 23_570
