@@ -123,11 +123,11 @@ def _timestamp(column: str, date_format: str) -> str:
         divisor = 1 if date_format == "epoch_s" else 1000
         # Unix time is UTC; kept as a plain (time-zone-free) timestamp like every other format.
         return f"make_timestamp(CAST(TRY_CAST({value} AS DOUBLE) / {divisor} * 1000000 AS BIGINT))"
-    day, month = ("%d", "%m") if date_format == "dmy" else ("%m", "%d")
+    first, second = ("%d", "%m") if date_format == "dmy" else ("%m", "%d")
     formats = []
     for separator in ("/", "-", "."):
         for year in ("%Y", "%y"):
-            base = separator.join((day, month, year) if date_format == "dmy" else (month, day, year))
+            base = separator.join((first, second, year))
             formats += [f"{base} %H:%M:%S", f"{base} %H:%M", f"{base} %I:%M %p", f"{base}"]
     listed = ", ".join(f"'{fmt}'" for fmt in formats)
     return f"try_strptime(regexp_replace({value}, '\\s+', ' ', 'g'), [{listed}])"
