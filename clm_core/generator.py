@@ -171,12 +171,23 @@ def generate_transactions(n_customers: int, *, seed: int = 0, params: GeneratorP
 def write_demo_file(n_customers: int, path: str | Path, *, seed: int = 0,
                     params: GeneratorParams = GeneratorParams()) -> int:
     """Write generated transactions to CSV (gzip if the name ends in .gz) or Parquet; return the row count."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
     frame = generate_transactions(n_customers, seed=seed, params=params)
     path = Path(path)
     if path.suffix == ".parquet":
         frame.to_parquet(path, index=False)
+        return len(frame)
+    table = pa.Table.from_pandas(
+        frame.assign(order_date=frame["order_date"].dt.strftime("%Y-%m-%d %H:%M:%S")), preserve_index=False
+    )
+    options = pa_csv.WriteOptions(quoting_style="needed")
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb", compresslevel=6) as handle:
+            pa_csv.write_csv(table, handle, write_options=options)
     else:
-        frame.assign(order_date=frame["order_date"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(
-            path, index=False, float_format="%.2f"
-        )
+        pa_csv.write_csv(table, path, write_options=options)
     return len(frame)
