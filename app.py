@@ -10,6 +10,7 @@ app_state.ensure_first_run_demo()
 
 pages = [
     st.Page("pages/data.py", title="Data", icon="📂", default=True),
+    st.Page("pages/cohorts.py", title="Cohorts", icon="📊"),
 ]
 navigation = st.navigation(pages)
 navigation.run()

@@ -70,6 +70,15 @@ def cached_revenue_by_month(fingerprint: str, _ws: Workspace) -> pd.DataFrame:
     return summary_module.revenue_by_month(_ws)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_cohorts(fingerprint: str, _ws: Workspace, period: str, definition: str, segment: str | None,
+                   start: pd.Timestamp, end: pd.Timestamp, min_cohort_size: int):
+    from clm_core.cohorts import cohort_table
+
+    return cohort_table(_ws, period=period, definition=definition, segment=segment, start=start, end=end,
+                        min_cohort_size=min_cohort_size)
+
+
 def money(value: float | None, digits: int = 0) -> str:
     """A money figure for people: '8,278,519' or 'n/a'."""
     return "n/a" if value is None else f"{value:,.{digits}f}"

@@ -12,6 +12,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
+
 from clm_core import schema
 from clm_core.errors import ClmError, MappingError
 from clm_core.ingest import REJECT_REASONS, IngestOptions
@@ -101,6 +103,63 @@ def _demo(args: argparse.Namespace) -> dict:
     return {"out": str(args.out), "customers": args.customers, "rows": rows, "seed": args.seed}
 
 
+def _cohorts(args: argparse.Namespace) -> dict:
+    from clm_core.cohorts import cohort_table
+    from clm_core.export import to_csv_bytes
+
+    with Workspace(_existing_db(args.db), read_only=True) as workspace:
+        segment = None
+        if args.segment:
+            labels = {label: column for column, label in workspace.dataset.segment_columns.items()}
+            if args.segment not in labels and args.segment not in labels.values():
+                raise MappingError(f"No segment attribute {args.segment!r}; the dataset has "
+                                   f"{', '.join(labels) or 'none'}.")
+            segment = labels.get(args.segment, args.segment)
+        table = cohort_table(workspace, period=args.period, definition=args.definition, segment=segment,
+                             min_cohort_size=args.min_cohort_size)
+    frame = table.export_long()
+    if args.out:
+        Path(args.out).write_bytes(to_csv_bytes(frame))
+    retention = "retention" if args.metric == "customers" else "revenue_retention"
+    rows = [
+        {
+            "cohort": row.cohort_label,
+            "segment": row.segment,
+            "offset": int(row.offset),
+            "cohort_size": int(row.cohort_size),
+            "active": int(row.active),
+            "retention": _number_or_none(getattr(row, retention)),
+            "customer_retention": _number_or_none(row.retention),
+            "revenue": float(row.revenue),
+            "complete": bool(row.complete),
+        }
+        for row in frame.itertuples()
+    ]
+    return {"period": args.period, "definition": args.definition, "metric": args.metric,
+            "notes": table.notes, "average": {str(k): v for k, v in table.headline().items()}, "rows": rows}
+
+
+def _number_or_none(value: float) -> float | None:
+    """JSON has no NaN: a censored (missing) value becomes null."""
+    return None if pd.isna(value) else float(value)
+
+
+def _print_cohorts(result: dict) -> None:
+    for note in result["notes"]:
+        print(f"Note: {note}")
+    print(f"{'cohort':<12} {'offset':>6} {'size':>7} {'active':>7} {'retention':>9} {'revenue':>14}")
+    for row in result["rows"]:
+        retention = "" if row["retention"] is None else f"{row['retention']:.1%}"
+        print(f"{row['cohort']:<12} {row['offset']:>6} {row['cohort_size']:>7,} {row['active']:>7,} "
+              f"{retention:>9} {row['revenue']:>14,.2f}")
+
+
+def _existing_db(path: str) -> str:
+    if not Path(path).exists():
+        raise ClmError(f"No workspace at {path}. Create one first: python -m clm_core ingest FILE --db {path}")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m clm_core", description="Customer-lifecycle analytics.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--drop-zero-price", action="store_true", help="reject zero-price lines")
     ingest.add_argument("--json", action="store_true", help="print one JSON object")
     ingest.set_defaults(run=_ingest, show=_print_ingest)
+
+    cohorts = commands.add_parser("cohorts", help="Cohort retention table of a workspace.")
+    cohorts.add_argument("--db", required=True, help="workspace written by ingest")
+    cohorts.add_argument("--period", choices=["week", "month", "quarter"], default="month")
+    cohorts.add_argument("--metric", choices=["customers", "revenue"], default="customers",
+                         help="what 'retention' measures: customers who bought, or revenue vs period 0")
+    cohorts.add_argument("--definition", choices=["classic", "rolling"], default="classic")
+    cohorts.add_argument("--segment", help="split cohorts by this segment attribute (e.g. Country)")
+    cohorts.add_argument("--min-cohort-size", type=int, default=1)
+    cohorts.add_argument("--out", help="also write the long table as CSV")
+    cohorts.add_argument("--json", action="store_true")
+    cohorts.set_defaults(run=_cohorts, show=_print_cohorts)
 
     demo = commands.add_parser("demo", help="Write seeded synthetic transactions.")
     demo.add_argument("--customers", type=int, required=True)
@@ -141,8 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, PermissionError, IsADirectoryError) as error:
         print(f"error: cannot open {error.filename}: {error.strerror}", file=sys.stderr)
         return 2
-    if getattr(args, "json", False):
-        print(json.dumps(result, default=str))
-    else:
-        args.show(result)
+    try:
+        if getattr(args, "json", False):
+            print(json.dumps(result, default=str))
+        else:
+            args.show(result)
+    except BrokenPipeError:  # output piped into `head`
+        sys.stderr.close()
     return 0

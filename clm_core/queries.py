@@ -48,6 +48,49 @@ QUERIES: dict[str, str] = {
         GROUP BY date_trunc('month', order_ts)
         ORDER BY month
     """,
+    # Per cohort (period of a customer's first purchase), optional segment, and calendar period:
+    # customers who bought, net revenue and purchase orders. $period is 'week', 'month' or 'quarter'.
+    "cohort_activity": """
+        WITH firsts AS (
+            SELECT t.customer_id, MIN(t.order_ts) AS first_ts, MIN({segment}) AS segment
+            FROM transactions t WHERE NOT t.is_return GROUP BY t.customer_id
+        ),
+        customer_periods AS (
+            SELECT
+                t.customer_id,
+                date_trunc($period, f.first_ts) AS cohort,
+                f.segment,
+                date_trunc($period, t.order_ts) AS period,
+                SUM(t.amount) AS revenue,
+                COUNT(DISTINCT CASE WHEN t.is_return THEN NULL ELSE t.order_id END) AS orders
+            FROM transactions t JOIN firsts f ON t.customer_id = f.customer_id
+            WHERE t.order_ts >= f.first_ts
+            GROUP BY t.customer_id, date_trunc($period, f.first_ts), f.segment, date_trunc($period, t.order_ts)
+        )
+        SELECT cohort, segment, period,
+               SUM(CASE WHEN orders > 0 THEN 1 ELSE 0 END) AS active,
+               SUM(revenue) AS revenue,
+               SUM(orders) AS orders
+        FROM customer_periods
+        GROUP BY cohort, segment, period
+    """,
+    # Per cohort and segment: how many customers made their last purchase in each period
+    # (the input of rolling retention).
+    "cohort_last_purchase": """
+        WITH spans AS (
+            SELECT t.customer_id, MIN(t.order_ts) AS first_ts, MAX(t.order_ts) AS last_ts,
+                   MIN({segment}) AS segment
+            FROM transactions t WHERE NOT t.is_return GROUP BY t.customer_id
+        )
+        SELECT date_trunc($period, first_ts) AS cohort, segment, date_trunc($period, last_ts) AS last_period,
+               COUNT(*) AS customers
+        FROM spans
+        GROUP BY date_trunc($period, first_ts), segment, date_trunc($period, last_ts)
+    """,
+    # First and last moment of the data.
+    "date_span": """
+        SELECT MIN(order_ts) AS first_ts, MAX(order_ts) AS last_ts FROM transactions
+    """,
     # The first rows of the cleaned table, in file order.
     "preview": """
         SELECT * FROM transactions ORDER BY source_row LIMIT $limit
@@ -55,9 +98,18 @@ QUERIES: dict[str, str] = {
 }
 
 
-def query_text(name: str) -> str:
-    """The SQL of a named query; KeyError names the query when it does not exist."""
+def query_text(name: str, **identifiers: str) -> str:
+    """The SQL of a named query with its identifier slots filled.
+
+    Identifiers (``segment``) are column names the caller has checked against
+    the dataset's own columns; user text only ever goes in as bound parameters.
+    A slot left empty becomes a constant, so the query groups everything together.
+    """
     try:
-        return QUERIES[name]
+        text = QUERIES[name]
     except KeyError:
         raise KeyError(f"No query named {name!r}; known: {', '.join(sorted(QUERIES))}") from None
+    if "{segment}" in text:
+        segment = identifiers.get("segment")
+        text = text.replace("{segment}", f"t.{segment}" if segment else "'All customers'")
+    return text

@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 
 from clm_core import schema
-from clm_core.errors import NoDatasetError
+from clm_core.errors import NoDatasetError, SchemaError
 from clm_core.ingest import REJECTED_TABLE, IngestOptions, IngestReport, attribute_column, build_transactions
 from clm_core.mapping import ColumnMapping, guess_mapping
 from clm_core.queries import query_text
@@ -174,10 +174,15 @@ class Workspace:
             return False
         return True
 
-    def query(self, name: str, **params: object) -> pd.DataFrame:
-        """Run a named query from :mod:`clm_core.queries` with bound parameters."""
-        self.dataset  # a clear error before a SQL one
-        return self._con.execute(query_text(name), params or None).df()
+    def query(self, name: str, *, segment: str | None = None, **params: object) -> pd.DataFrame:
+        """Run a named query from :mod:`clm_core.queries` with bound parameters.
+
+        ``segment`` names a segment attribute column of the dataset (``seg_country``).
+        """
+        dataset = self.dataset  # a clear error before a SQL one
+        if segment is not None and segment not in dataset.segment_columns:
+            raise SchemaError(f"Required column {segment} missing: it is not a segment attribute of this dataset.")
+        return self._con.execute(query_text(name, segment=segment), params or None).df()
 
     def rejected_rows(self, reason: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """The rejected rows as they were in the file, with their reason and row number."""

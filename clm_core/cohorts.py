@@ -1,0 +1,222 @@
+"""Cohort retention: customers grouped by the period of their first purchase, followed period by period.
+
+Definitions (shown in the app too):
+
+* cohort: the week, month or quarter of a customer's first purchase (returns are not purchases);
+* offset k: periods since the cohort's period (0 = the acquisition period);
+* classic retention: share of the cohort that bought in period k;
+* rolling (unbounded) retention: share that bought in period k or later;
+* churn rate: 1 - retention at offset k (for rolling, the share that never bought again after k);
+* revenue retention: net revenue in period k / net revenue in period 0;
+* cumulative revenue per customer: net revenue of periods 0..k / cohort size (the empirical LTV curve).
+
+Censoring: offsets a cohort has not reached are absent, and the last period of the
+data, when it is not complete, is flagged and its metrics are missing (NaN), never zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from clm_core.errors import DataRangeError
+from clm_core.workspace import Workspace
+
+__all__ = ["PERIODS", "DEFINITIONS", "CohortTable", "cohort_table", "period_offsets", "period_label"]
+
+PERIODS = {"week": "Week", "month": "Month", "quarter": "Quarter"}
+DEFINITIONS = {
+    "classic": "Classic: the share of the cohort that bought in that period.",
+    "rolling": "Rolling (unbounded): the share of the cohort that bought in that period or any later one.",
+}
+_METRIC_COLUMNS = ["retention", "churn_rate", "revenue_retention", "cumulative_revenue_per_customer",
+                   "orders_per_customer"]
+
+
+def period_offsets(cohort: pd.Series, period: pd.Series, unit: str) -> pd.Series:
+    """Whole periods from ``cohort`` to ``period`` (both period starts)."""
+    if unit == "week":
+        return ((period - cohort).dt.days // 7).astype(int)
+    months = (period.dt.year - cohort.dt.year) * 12 + (period.dt.month - cohort.dt.month)
+    return (months // 3 if unit == "quarter" else months).astype(int)
+
+
+def _next_period_start(start: pd.Timestamp, unit: str) -> pd.Timestamp:
+    if unit == "week":
+        return start + pd.Timedelta(days=7)
+    return start + pd.DateOffset(months=3 if unit == "quarter" else 1)
+
+
+def period_label(start: pd.Timestamp, unit: str) -> str:
+    """'2010-12' for months, '2011-Q1' for quarters, '2011-01-03' (the Monday) for weeks."""
+    if unit == "month":
+        return start.strftime("%Y-%m")
+    if unit == "quarter":
+        return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
+    return start.strftime("%Y-%m-%d")
+
+
+@dataclass
+class CohortTable:
+    """The long cohort table and what it was computed with.
+
+    ``long`` has one row per cohort (and segment) and offset: ``cohort``,
+    ``segment``, ``offset``, ``period_start``, ``cohort_size``, ``active``,
+    ``revenue``, ``orders``, ``complete`` and the metrics of ``_METRIC_COLUMNS``.
+    """
+
+    long: pd.DataFrame
+    period: str
+    definition: str
+    partial_last_period: pd.Timestamp | None
+    segment_label: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def average_curve(self, metric: str = "retention") -> pd.DataFrame:
+        """Size-weighted average over cohorts that completed each offset: ``offset``, value, ``cohorts``, ``customers``."""
+        done = self.long[self.long["complete"]]
+        grouped = done.groupby("offset")
+        if metric == "retention":
+            value = grouped["active"].sum() / grouped["cohort_size"].sum()
+        elif metric == "revenue_retention":
+            base = done.groupby("offset").apply(lambda g: g["revenue"].sum() / g["revenue_0"].sum(),
+                                                include_groups=False)
+            value = base
+        else:
+            weights = done["cohort_size"]
+            value = (done[metric] * weights).groupby(done["offset"]).sum() / weights.groupby(done["offset"]).sum()
+        return pd.DataFrame({
+            "offset": value.index,
+            metric: value.to_numpy(),
+            "cohorts": grouped.size().to_numpy(),
+            "customers": grouped["cohort_size"].sum().to_numpy(),
+        })
+
+    def headline(self) -> dict[int, float | None]:
+        """Average-cohort retention at offsets 1, 3 and 12 (None where no cohort got that far)."""
+        curve = self.average_curve().set_index("offset")["retention"]
+        return {offset: (float(curve[offset]) if offset in curve.index else None) for offset in (1, 3, 12)}
+
+    def wide(self, metric: str = "retention") -> pd.DataFrame:
+        """Cohort x offset table of one metric; rows labelled '2010-12 (948 customers)'."""
+        frame = self.long.copy()
+        frame["row"] = frame["cohort"].map(lambda c: period_label(c, self.period))
+        if self.segment_label:
+            frame["row"] = frame["segment"].astype(str) + " | " + frame["row"]
+        frame["row"] = frame["row"] + " (" + frame["cohort_size"].map("{:,}".format) + " customers)"
+        wide = frame.pivot_table(index="row", columns="offset", values=metric, aggfunc="first", dropna=False,
+                                 sort=False)
+        wide.columns.name = f"{PERIODS[self.period]}s since first purchase"
+        return wide
+
+    def export_long(self) -> pd.DataFrame:
+        """The long table with readable cohort labels, for CSV and Excel."""
+        frame = self.long.drop(columns=["revenue_0"]).copy()
+        frame.insert(0, "cohort_label", frame["cohort"].map(lambda c: period_label(c, self.period)))
+        return frame
+
+
+def _period_count(first: pd.Timestamp, last: pd.Timestamp, unit: str) -> int:
+    starts = pd.Series([first, last]).dt.to_period({"week": "W-SUN", "month": "M", "quarter": "Q"}[unit])
+    return int((starts.iloc[1] - starts.iloc[0]).n) + 1
+
+
+def cohort_table(
+    workspace: Workspace,
+    *,
+    period: str = "month",
+    definition: str = "classic",
+    segment: str | None = None,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    min_cohort_size: int = 1,
+) -> CohortTable:
+    """Compute the cohort table; :class:`DataRangeError` when the data or filters leave nothing to show."""
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}")
+    if definition not in DEFINITIONS:
+        raise ValueError(f"definition must be one of {', '.join(DEFINITIONS)}")
+    span = workspace.query("date_span").iloc[0]
+    first_ts, last_ts = pd.Timestamp(span["first_ts"]), pd.Timestamp(span["last_ts"])
+    periods = _period_count(first_ts, last_ts, period)
+    if periods < 2:
+        suggestion = " Try weeks instead." if period != "week" else ""
+        raise DataRangeError(
+            f"Your data covers only one {period} ({first_ts:%d %b %Y} to {last_ts:%d %b %Y}); cohorts need at "
+            f"least two {period}s to compare.{suggestion}"
+        )
+
+    activity = workspace.query("cohort_activity", segment=segment, period=period)
+    for column in ("cohort", "period"):
+        activity[column] = pd.to_datetime(activity[column])
+    activity["offset"] = period_offsets(activity["cohort"], activity["period"], period)
+    last_period = activity["period"].max()
+    partial = last_ts + pd.Timedelta(days=1) < _next_period_start(last_period, period)
+
+    keys = ["cohort", "segment"]
+    sizes = activity[activity["offset"] == 0].set_index(keys)[["active", "revenue"]].rename(
+        columns={"active": "cohort_size", "revenue": "revenue_0"})
+    # Every offset a cohort has reached gets a row; zero when nobody bought (a real, observed zero).
+    grid = sizes.reset_index()
+    grid["max_offset"] = period_offsets(grid["cohort"], pd.Series(last_period, index=grid.index), period)
+    grid = grid.loc[grid.index.repeat(grid["max_offset"] + 1)]
+    grid["offset"] = grid.groupby(keys).cumcount()
+    long = grid.drop(columns="max_offset").merge(
+        activity[keys + ["offset", "active", "revenue", "orders"]], on=keys + ["offset"], how="left")
+    long[["active", "revenue", "orders"]] = long[["active", "revenue", "orders"]].fillna(0)
+    long["period_start"] = [
+        c + pd.Timedelta(days=7 * k) if period == "week" else c + pd.DateOffset(months=k * (3 if period == "quarter" else 1))
+        for c, k in zip(long["cohort"], long["offset"])
+    ]
+
+    if definition == "rolling":
+        last = workspace.query("cohort_last_purchase", segment=segment, period=period)
+        for column in ("cohort", "last_period"):
+            last[column] = pd.to_datetime(last[column])
+        last["offset"] = period_offsets(last["cohort"], last["last_period"], period)
+        counts = last.groupby(keys + ["offset"])["customers"].sum()
+        still = (counts.groupby(level=[0, 1]).transform(lambda s: s[::-1].cumsum()[::-1]) if len(counts) else counts)
+        long = long.merge(still.rename("rolling_active").reset_index(), on=keys + ["offset"], how="left")
+        # Offsets with no last purchase inherit the count of the next offset that has one.
+        long = long.sort_values(keys + ["offset"])
+        long["rolling_active"] = long.groupby(keys)["rolling_active"].transform(lambda s: s.bfill()).fillna(0)
+        long["active"] = long["rolling_active"].astype(int)
+        long = long.drop(columns="rolling_active")
+
+    long["complete"] = ~(partial & (long["period_start"] == last_period))
+    long["cohort_size"] = long["cohort_size"].astype(int)
+    long["active"] = long["active"].astype(int)
+    long["orders"] = long["orders"].astype(int)
+
+    if start is not None:
+        # A start date inside a period keeps that period's cohort.
+        unit = {"week": "W-SUN", "month": "M", "quarter": "Q"}[period]
+        long = long[long["cohort"] >= pd.Timestamp(start).to_period(unit).start_time]
+    if end is not None:
+        long = long[long["cohort"] <= pd.Timestamp(end)]
+    long = long[long["cohort_size"] >= min_cohort_size]
+    if long.empty:
+        raise DataRangeError(
+            "No cohort matches these filters. Widen the date range or lower the minimum cohort size."
+        )
+
+    long = long.sort_values(keys + ["offset"]).reset_index(drop=True)
+    size = long["cohort_size"]
+    long["retention"] = long["active"] / size
+    long["churn_rate"] = 1 - long["retention"]
+    long["revenue_retention"] = np.where(long["revenue_0"] > 0, long["revenue"] / long["revenue_0"].where(long["revenue_0"] > 0), np.nan)
+    long["cumulative_revenue_per_customer"] = long.groupby(keys)["revenue"].cumsum() / size
+    long["orders_per_customer"] = long["orders"] / size
+    long.loc[~long["complete"], _METRIC_COLUMNS] = np.nan
+
+    notes = []
+    if partial:
+        notes.append(
+            f"The last {period} ({period_label(last_period, period)}) is not complete (data end on "
+            f"{last_ts:%d %b %Y}); its values are left blank."
+        )
+    return CohortTable(long=long, period=period, definition=definition,
+                       partial_last_period=last_period if partial else None,
+                       segment_label=segment, notes=notes)

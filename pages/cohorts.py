@@ -1,0 +1,79 @@
+"""Cohorts page: of the customers acquired in a period, how many still buy and what are they worth now."""
+
+import pandas as pd
+import streamlit as st
+
+import app_state
+from clm_core.charts import cohort_heatmap_figure, cumulative_revenue_figure, retention_curves_figure
+from clm_core.cohorts import DEFINITIONS, PERIODS
+from clm_core.errors import ClmError
+from clm_core.export import to_csv_bytes, to_excel_bytes
+
+st.title("Cohorts")
+st.write("Customers are grouped by when they first bought. Follow each group to see how many come back "
+         "and how much revenue they bring over time.")
+dataset = app_state.require_dataset()
+ws = app_state.workspace()
+summary = app_state.cached_summary(dataset.fingerprint, ws)
+
+controls = st.columns(4)
+period = controls[0].radio("Cohort period", list(PERIODS), index=1, format_func=PERIODS.get, horizontal=True,
+                           key="cohorts_period", help="Group customers by the week, month or quarter of their first purchase.")
+definition = controls[1].radio(
+    "Retention definition", list(DEFINITIONS), format_func=str.title, horizontal=True, key="cohorts_definition",
+    help=DEFINITIONS["classic"] + " " + DEFINITIONS["rolling"],
+)
+segment_options = {None: "No split", **dataset.segment_columns}
+segment = controls[2].selectbox("Split by", list(segment_options), format_func=segment_options.get,
+                                key="cohorts_segment", help="Show separate cohorts for each value of a segment attribute.")
+min_size = controls[3].number_input("Minimum cohort size", min_value=1, value=1, step=5, key="cohorts_min_size",
+                                    help="Hide cohorts with fewer customers than this: small cohorts jump around.")
+first, last = summary.first_date.date(), summary.last_date.date()
+date_range = st.slider("First purchase between", min_value=first, max_value=last, value=(first, last),
+                       format="DD MMM YYYY", key="cohorts_dates",
+                       help="Only cohorts whose period starts in this range are shown.")
+
+try:
+    with st.spinner("Computing cohorts..."):
+        table = app_state.cached_cohorts(dataset.fingerprint, ws, period, definition, segment,
+                                         pd.Timestamp(date_range[0]), pd.Timestamp(date_range[1]), int(min_size))
+except ClmError as error:
+    st.warning(str(error))
+    st.stop()
+
+for note in table.notes:
+    st.caption("⚠️ " + note)
+unit = PERIODS[period].lower()
+headline = table.headline()
+cells = st.columns(4)
+cells[0].metric("Cohorts shown", f"{table.long[['cohort', 'segment']].drop_duplicates().shape[0]:,}")
+for cell, offset in zip(cells[1:], (1, 3, 12)):
+    value = headline[offset]
+    cell.metric(f"{unit.title()} {offset} retention", "n/a" if value is None else f"{value:.1%}",
+                help=f"Average cohort, weighted by size: share of customers who bought {offset} {unit}(s) after "
+                     "their first purchase. n/a when no cohort is that old yet.")
+st.caption(DEFINITIONS[definition] + " Churn rate = 1 - retention.")
+
+metric = st.radio("Heatmap shows", ["retention", "churn_rate", "revenue_retention"], horizontal=True,
+                  format_func={"retention": "Customer retention", "churn_rate": "Churn rate",
+                               "revenue_retention": "Revenue retention"}.get, key="cohorts_metric",
+                  help="Revenue retention: net revenue in the period divided by the cohort's revenue in its first period.")
+if metric == "revenue_retention" and not dataset.has_money:
+    st.info("Revenue retention needs an amount column; this dataset has none.")
+else:
+    st.plotly_chart(cohort_heatmap_figure(table, metric), key="cohorts_heatmap")
+left, right = st.columns(2)
+left.plotly_chart(retention_curves_figure(table), key="cohorts_curves")
+if dataset.has_money:
+    right.plotly_chart(cumulative_revenue_figure(table), key="cohorts_ltv")
+else:
+    right.info("Cumulative revenue per customer needs an amount column.")
+
+st.subheader("Export")
+long = table.export_long()
+wide = table.wide("retention").reset_index()
+a, b, c = st.columns(3)
+a.download_button("Cohort table, long (CSV)", to_csv_bytes(long), "cohorts_long.csv", "text/csv", key="cohorts_dl_long")
+b.download_button("Retention, wide (CSV)", to_csv_bytes(wide), "cohorts_wide.csv", "text/csv", key="cohorts_dl_wide")
+c.download_button("Both (Excel)", to_excel_bytes({"long": long, "retention_wide": wide}), "cohorts.xlsx",
+                  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key="cohorts_dl_xlsx")
