@@ -90,3 +90,33 @@ def test_demo_writes_a_file_that_ingests(tmp_path):
     payload = json.loads(ingest.stdout)
     assert payload["rows_kept"] == len(frame) and payload["customers"] == 200
     assert payload["mapping"]["segments"] == ["country"] and payload["mapping"]["contacts"] == ["email"]
+
+
+def test_cohorts_json_on_online_retail(online_retail_path, tmp_path):
+    db = tmp_path / "or.duckdb"
+    assert run("ingest", str(online_retail_path), "--db", str(db)).returncode == 0
+    result = run("cohorts", "--db", str(db), "--period", "month", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    first = [row for row in payload["rows"] if row["cohort"] == "2010-12"]
+    assert first[0]["offset"] == 0 and first[0]["retention"] == 1.0
+    assert first[1]["retention"] == pytest.approx(first[1]["active"] / first[1]["cohort_size"])
+    assert {"cohort", "offset", "cohort_size", "active", "retention", "revenue"} <= first[0].keys()
+    assert first[-1]["retention"] is None and not first[-1]["complete"]  # December 2011 is partial
+    revenue = json.loads(run("cohorts", "--db", str(db), "--metric", "revenue", "--definition", "rolling",
+                             "--json").stdout)
+    row = [r for r in revenue["rows"] if r["cohort"] == "2010-12" and r["offset"] == 1][0]
+    assert row["retention"] == pytest.approx(row["revenue"] / first[0]["revenue"])
+    by_country = json.loads(run("cohorts", "--db", str(db), "--segment", "Country", "--json").stdout)
+    assert {"United Kingdom", "France"} <= {r["segment"] for r in by_country["rows"]}
+
+
+def test_cohorts_errors(tmp_path):
+    result = run("cohorts", "--db", str(tmp_path / "missing.duckdb"))
+    assert result.returncode == 2 and "No workspace" in result.stderr
+    short = tmp_path / "short.csv"
+    short.write_text("customer_id,order_date,amount\na,2021-01-05,1\nb,2021-01-20,2\n")
+    db = tmp_path / "short.duckdb"
+    run("ingest", str(short), "--db", str(db))
+    result = run("cohorts", "--db", str(db))
+    assert result.returncode == 2 and "Try weeks" in result.stderr

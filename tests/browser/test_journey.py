@@ -37,3 +37,16 @@ def test_upload_csv_shows_customer_count(page, app_url, tmp_path: Path):
     assert _metric_value(page, "Rows in the file") == f"{len(frame):,}"
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "data_page.png"), full_page=True)
+
+
+def test_cohorts_page_opens_with_heatmap(page, app_url):
+    page.goto(app_url)
+    page.get_by_text("Rows in the file").first.wait_for()
+    page.get_by_role("link", name="Cohorts").click()
+    page.get_by_role("heading", name="Cohorts").wait_for()
+    page.get_by_text("Month 1 retention").first.wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert page.locator(".js-plotly-plot").count() >= 3
+    assert "12" == _metric_value(page, "Cohorts shown")
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / "cohorts_page.png"), full_page=True)
