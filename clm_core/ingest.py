@@ -179,7 +179,7 @@ def build_transactions(
     extra_sql = "".join(f", {_text(label)} AS {name}" for label, name in zip(extra_labels, extra_names))
     partition = ", ".join(sql_identifier(column) for column in raw_columns)
 
-    con.execute(f"DROP TABLE IF EXISTS staged_rows")
+    con.execute("DROP TABLE IF EXISTS staged_rows")
     con.execute(
         f"""
         CREATE TEMP TABLE staged_rows AS

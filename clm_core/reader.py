@@ -160,7 +160,7 @@ def _split(lines: list[str], delimiter: str | None) -> list[list[str]]:
 
 
 def _has_header(rows: list[list[str]]) -> bool:
-    """A first row with no number or date in it, above rows that have some, is a header."""
+    """A first row with no cell that looks like a number or a date is a header."""
     if len(rows) < 2:
         return True
     first = rows[0]
@@ -187,7 +187,6 @@ def sniff(path: str | Path, *, original_name: str | None = None, workdir: str | 
     under temporary names). A .zip is extracted into ``workdir``.
     """
     path = Path(path)
-    name = (original_name or path.name).lower()
     if not path.exists():
         raise InputFileError(f"File not found: {path}")
     if path.stat().st_size == 0:
@@ -231,9 +230,8 @@ def sniff(path: str | Path, *, original_name: str | None = None, workdir: str | 
         widths = [len(line.split()) for line in lines]
         if max(widths) > 1 and widths.count(max(set(widths), key=widths.count)) / len(widths) >= 0.8:
             kind = "whitespace"
-        elif name.endswith((".csv", ".txt", ".tsv", ".gz")) or True:
-            kind = "csv"
-            delimiter = ","
+        else:
+            delimiter = ","  # a one-column file; load_raw explains why that is not enough
     rows = _split(lines, delimiter)
     header = _has_header(rows)
     width = max(len(row) for row in rows)

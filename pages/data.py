@@ -10,7 +10,7 @@ from clm_core.charts import revenue_by_month_figure
 from clm_core.errors import ClmError
 from clm_core.export import to_csv_bytes
 from clm_core.ingest import FLAG_REASONS, REJECT_REASONS, IngestOptions
-from clm_core.mapping import DATE_FORMATS, NUMBER_STYLES, ColumnMapping
+from clm_core.mapping import DATE_FORMATS, NUMBER_STYLES
 
 NONE = "(not in file)"
 
