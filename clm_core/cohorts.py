@@ -31,6 +31,8 @@ DEFINITIONS = {
     "classic": "Classic: the share of the cohort that bought in that period.",
     "rolling": "Rolling (unbounded): the share of the cohort that bought in that period or any later one.",
 }
+# pandas period frequencies; DuckDB's date_trunc('week') starts weeks on Monday, as W-SUN does.
+_PANDAS_PERIOD = {"week": "W-SUN", "month": "M", "quarter": "Q"}
 _METRIC_COLUMNS = ["retention", "churn_rate", "revenue_retention", "cumulative_revenue_per_customer",
                    "orders_per_customer"]
 
@@ -43,10 +45,11 @@ def period_offsets(cohort: pd.Series, period: pd.Series, unit: str) -> pd.Series
     return (months // 3 if unit == "quarter" else months).astype(int)
 
 
-def _next_period_start(start: pd.Timestamp, unit: str) -> pd.Timestamp:
+def _shift(start: pd.Timestamp, periods: int, unit: str) -> pd.Timestamp:
+    """The start of the period ``periods`` after the one starting at ``start``."""
     if unit == "week":
-        return start + pd.Timedelta(days=7)
-    return start + pd.DateOffset(months=3 if unit == "quarter" else 1)
+        return start + pd.Timedelta(days=7 * periods)
+    return start + pd.DateOffset(months=periods * (3 if unit == "quarter" else 1))
 
 
 def period_label(start: pd.Timestamp, unit: str) -> str:
@@ -81,9 +84,7 @@ class CohortTable:
         if metric == "retention":
             value = grouped["active"].sum() / grouped["cohort_size"].sum()
         elif metric == "revenue_retention":
-            base = done.groupby("offset").apply(lambda g: g["revenue"].sum() / g["revenue_0"].sum(),
-                                                include_groups=False)
-            value = base
+            value = grouped["revenue"].sum() / grouped["revenue_0"].sum()
         else:
             weights = done["cohort_size"]
             value = (done[metric] * weights).groupby(done["offset"]).sum() / weights.groupby(done["offset"]).sum()
@@ -119,7 +120,7 @@ class CohortTable:
 
 
 def _period_count(first: pd.Timestamp, last: pd.Timestamp, unit: str) -> int:
-    starts = pd.Series([first, last]).dt.to_period({"week": "W-SUN", "month": "M", "quarter": "Q"}[unit])
+    starts = pd.Series([first, last]).dt.to_period(_PANDAS_PERIOD[unit])
     return int((starts.iloc[1] - starts.iloc[0]).n) + 1
 
 
@@ -153,7 +154,7 @@ def cohort_table(
         activity[column] = pd.to_datetime(activity[column])
     activity["offset"] = period_offsets(activity["cohort"], activity["period"], period)
     last_period = activity["period"].max()
-    partial = last_ts + pd.Timedelta(days=1) < _next_period_start(last_period, period)
+    partial = last_ts + pd.Timedelta(days=1) < _shift(last_period, 1, period)
 
     keys = ["cohort", "segment"]
     sizes = activity[activity["offset"] == 0].set_index(keys)[["active", "revenue"]].rename(
@@ -166,10 +167,7 @@ def cohort_table(
     long = grid.drop(columns="max_offset").merge(
         activity[keys + ["offset", "active", "revenue", "orders"]], on=keys + ["offset"], how="left")
     long[["active", "revenue", "orders"]] = long[["active", "revenue", "orders"]].fillna(0)
-    long["period_start"] = [
-        c + pd.Timedelta(days=7 * k) if period == "week" else c + pd.DateOffset(months=k * (3 if period == "quarter" else 1))
-        for c, k in zip(long["cohort"], long["offset"])
-    ]
+    long["period_start"] = [_shift(cohort, offset, period) for cohort, offset in zip(long["cohort"], long["offset"])]
 
     if definition == "rolling":
         last = workspace.query("cohort_last_purchase", segment=segment, period=period)
@@ -192,8 +190,7 @@ def cohort_table(
 
     if start is not None:
         # A start date inside a period keeps that period's cohort.
-        unit = {"week": "W-SUN", "month": "M", "quarter": "Q"}[period]
-        long = long[long["cohort"] >= pd.Timestamp(start).to_period(unit).start_time]
+        long = long[long["cohort"] >= pd.Timestamp(start).to_period(_PANDAS_PERIOD[period]).start_time]
     if end is not None:
         long = long[long["cohort"] <= pd.Timestamp(end)]
     long = long[long["cohort_size"] >= min_cohort_size]
@@ -206,7 +203,7 @@ def cohort_table(
     size = long["cohort_size"]
     long["retention"] = long["active"] / size
     long["churn_rate"] = 1 - long["retention"]
-    long["revenue_retention"] = np.where(long["revenue_0"] > 0, long["revenue"] / long["revenue_0"].where(long["revenue_0"] > 0), np.nan)
+    long["revenue_retention"] = long["revenue"] / long["revenue_0"].where(long["revenue_0"] > 0)
     long["cumulative_revenue_per_customer"] = long.groupby(keys)["revenue"].cumsum() / size
     long["orders_per_customer"] = long["orders"] / size
     long.loc[~long["complete"], _METRIC_COLUMNS] = np.nan
