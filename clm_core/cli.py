@@ -53,7 +53,8 @@ def _ingest(args: argparse.Namespace) -> dict:
             date_format = "dmy"
         mapping = replace(mapping, fields=fields, segments=segments, contacts=contacts, date_format=date_format,
                           number_style="comma" if args.decimal_comma else mapping.number_style)
-        options = IngestOptions(drop_returns=args.drop_returns, drop_zero_price=args.drop_zero_price)
+        options = IngestOptions(drop_returns=args.drop_returns, drop_zero_price=args.drop_zero_price,
+                                keep_duplicates=args.keep_duplicates)
         report = workspace.build(staged, mapping, options)
         summary = dataset_summary(workspace)
     return {
@@ -177,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--decimal-comma", action="store_true", help="numbers are written 1.234,50")
     ingest.add_argument("--drop-returns", action="store_true", help="reject returns instead of netting them")
     ingest.add_argument("--drop-zero-price", action="store_true", help="reject zero-price lines")
+    ingest.add_argument("--keep-duplicates", action="store_true",
+                        help="keep exact duplicate rows as separate purchases (flagged) instead of rejecting them")
     ingest.add_argument("--json", action="store_true", help="print one JSON object")
     ingest.set_defaults(run=_ingest, show=_print_ingest)
 

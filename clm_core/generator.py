@@ -138,14 +138,17 @@ def generate_transactions(n_customers: int, *, seed: int = 0, params: GeneratorP
     product_index = _draw_products(rng, products, favourite[line_owner])
     list_price = products["price"].to_numpy()[product_index]
     quantity = np.maximum(1, np.round(line_value / list_price)).astype(np.int64)
-    # A product drawn twice for one order becomes one line with the summed quantity.
+    # A product drawn twice for one order becomes one line with the summed quantity and value.
     line_key, first_line, inverse = np.unique(
         line_order * params.n_products + product_index, return_index=True, return_inverse=True
     )
     quantity = np.bincount(inverse, weights=quantity).astype(np.int64)
+    line_value = np.bincount(inverse, weights=line_value)
     line_order, product_index, line_owner = line_order[first_line], product_index[first_line], line_owner[first_line]
-    unit_price = products["price"].to_numpy()[product_index]
-    amount = np.round(quantity * unit_price, 2)
+    # The line carries its drawn value, so an order is worth its Gamma(p, nu) draw (to the cent); the unit
+    # price is that value per unit, near the list price, as if discounted or marked up.
+    amount = np.maximum(0.01, np.round(line_value, 2))
+    unit_price = np.round(amount / quantity, 4)
 
     order_ts = start + pd.to_timedelta(np.floor(order_day[line_order] * 86400), unit="s")
     country = _COUNTRIES[rng.choice(len(_COUNTRIES), n_customers, p=_COUNTRY_SHARES)]

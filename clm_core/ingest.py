@@ -47,6 +47,7 @@ REJECT_REASONS = {
 FLAG_REASONS = {
     "return": "Returns and cancellations, kept and netted against revenue",
     "zero_price": "Zero-price lines, kept as purchases with no revenue",
+    "duplicate": "Exact duplicates, kept as separate purchases by your choice",
 }
 
 
@@ -56,6 +57,8 @@ class IngestOptions:
 
     drop_returns: bool = False
     drop_zero_price: bool = False
+    # Identical rows are separate purchases in some exports (CDNOW's research data): keep and flag them.
+    keep_duplicates: bool = False
     # Rows dated after this moment are rejected as future dates.
     now: datetime | None = None
 
@@ -208,12 +211,13 @@ def build_transactions(
                 WHEN order_ts > $future_limit THEN 'future_date'
                 WHEN money_bad THEN 'non_numeric_amount'
                 WHEN zero_price AND $drop_zero THEN 'zero_price_dropped'
-                WHEN copy_number > 1 THEN 'duplicate'
+                WHEN copy_number > 1 AND NOT $keep_duplicates THEN 'duplicate'
                 WHEN is_return AND $drop_returns THEN 'return_dropped'
             END AS reason
         FROM parsed
         """,
-        {"future_limit": future_limit, "drop_zero": options.drop_zero_price, "drop_returns": options.drop_returns},
+        {"future_limit": future_limit, "drop_zero": options.drop_zero_price, "drop_returns": options.drop_returns,
+         "keep_duplicates": options.keep_duplicates},
     )
     counts = con.execute(
         """
@@ -222,11 +226,12 @@ def build_transactions(
                count(*) FILTER (WHERE order_ts IS NOT NULL),
                count(*) FILTER (WHERE NOT money_bad),
                count(*) FILTER (WHERE reason IS NULL AND is_return),
-               count(*) FILTER (WHERE reason IS NULL AND zero_price)
+               count(*) FILTER (WHERE reason IS NULL AND zero_price),
+               count(*) FILTER (WHERE reason IS NULL AND copy_number > 1)
         FROM staged_rows
         """
     ).fetchone()
-    rows_in, rows_kept, dated, priced, returns_kept, zero_kept = counts
+    rows_in, rows_kept, dated, priced, returns_kept, zero_kept, duplicates_kept = counts
     if dated == 0:
         sample = con.execute(
             f"SELECT {sql_identifier(fields[schema.ORDER_TS])} FROM {RAW_TABLE} "
@@ -257,7 +262,7 @@ def build_transactions(
         con.execute("SELECT reason, count(*) FROM staged_rows WHERE reason IS NOT NULL GROUP BY reason").fetchall()
     )
     rows_rejected = {reason: int(rejected.get(reason, 0)) for reason in REJECT_REASONS}
-    rows_flagged = {"return": int(returns_kept), "zero_price": int(zero_kept)}
+    rows_flagged = {"return": int(returns_kept), "zero_price": int(zero_kept), "duplicate": int(duplicates_kept)}
 
     # Without an order id, a customer's lines at one timestamp form one order.
     con.execute(f"DROP TABLE IF EXISTS {schema.TRANSACTIONS}")

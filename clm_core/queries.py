@@ -87,6 +87,67 @@ QUERIES: dict[str, str] = {
         FROM spans
         GROUP BY date_trunc($period, first_ts), segment, date_trunc($period, last_ts)
     """,
+    # Per customer, purchase days (purchases on one day are one transaction) split at $calibration_end
+    # (a DATE, inclusive): first and last purchase day and count in calibration, value of the repeat days,
+    # and the purchase days and value after it (the holdout). Customers who first bought after it are left out.
+    "customer_purchase_summary": """
+        WITH purchase_days AS (
+            SELECT customer_id, CAST(order_ts AS DATE) AS day, SUM(amount) AS value
+            FROM transactions WHERE NOT is_return
+            GROUP BY customer_id, CAST(order_ts AS DATE)
+        ),
+        firsts AS (
+            SELECT customer_id, MIN(day) AS first_day FROM purchase_days GROUP BY customer_id
+        )
+        SELECT
+            d.customer_id,
+            f.first_day,
+            MAX(CASE WHEN d.day <= $calibration_end THEN d.day END) AS last_day,
+            SUM(CASE WHEN d.day <= $calibration_end THEN 1 ELSE 0 END) AS purchase_days,
+            SUM(CASE WHEN d.day <= $calibration_end AND d.day > f.first_day THEN d.value ELSE 0 END) AS repeat_value,
+            SUM(CASE WHEN d.day > $calibration_end THEN 1 ELSE 0 END) AS holdout_purchases,
+            SUM(CASE WHEN d.day > $calibration_end THEN d.value ELSE 0 END) AS holdout_value
+        FROM purchase_days d JOIN firsts f ON d.customer_id = f.customer_id
+        WHERE f.first_day <= $calibration_end
+        GROUP BY d.customer_id, f.first_day
+    """,
+    # Per calendar day, among customers who first bought by $calibration_end: how many made their first
+    # purchase that day and how many repeat purchase days fell on it (the input of the tracking plot).
+    "daily_repeat_purchases": """
+        WITH purchase_days AS (
+            SELECT DISTINCT customer_id, CAST(order_ts AS DATE) AS day FROM transactions WHERE NOT is_return
+        ),
+        firsts AS (
+            SELECT customer_id, MIN(day) AS first_day FROM purchase_days GROUP BY customer_id
+        )
+        SELECT d.day,
+               SUM(CASE WHEN d.day = f.first_day THEN 1 ELSE 0 END) AS new_customers,
+               SUM(CASE WHEN d.day > f.first_day THEN 1 ELSE 0 END) AS repeat_purchases
+        FROM purchase_days d JOIN firsts f ON d.customer_id = f.customer_id
+        WHERE f.first_day <= $calibration_end
+        GROUP BY d.day
+        ORDER BY d.day
+    """,
+    # Customers active in a base window [$base_start, $base_end) and in the next one [$base_end, $next_end),
+    # and the purchase orders of the next window: the input of observed retention and order frequency.
+    "window_retention": """
+        WITH flags AS (
+            SELECT customer_id,
+                   MAX(CASE WHEN order_ts >= $base_start AND order_ts < $base_end THEN 1 ELSE 0 END) AS in_base,
+                   MAX(CASE WHEN order_ts >= $base_end AND order_ts < $next_end THEN 1 ELSE 0 END) AS in_next,
+                   COUNT(DISTINCT CASE WHEN order_ts >= $base_end AND order_ts < $next_end THEN order_id END)
+                       AS next_orders
+            FROM transactions WHERE NOT is_return
+            GROUP BY customer_id
+        )
+        SELECT SUM(in_base) AS base_customers, SUM(in_base * in_next) AS retained_customers,
+               SUM(in_next) AS next_customers, SUM(next_orders) AS next_orders
+        FROM flags
+    """,
+    # One row per customer with the given attribute columns (contact details, segments): the first value seen.
+    "customer_attributes": """
+        SELECT customer_id {attributes} FROM transactions t GROUP BY customer_id
+    """,
     # First and last moment of the data.
     "date_span": """
         SELECT MIN(order_ts) AS first_ts, MAX(order_ts) AS last_ts FROM transactions
@@ -101,7 +162,7 @@ QUERIES: dict[str, str] = {
 def query_text(name: str, **identifiers: str) -> str:
     """The SQL of a named query with its identifier slots filled.
 
-    Identifiers (``segment``) are column names the caller has checked against
+    Identifiers (``segment``, ``attributes``: a list) are column names the caller has checked against
     the dataset's own columns; user text only ever goes in as bound parameters.
     A slot left empty becomes a constant, so the query groups everything together.
     """
@@ -112,4 +173,7 @@ def query_text(name: str, **identifiers: str) -> str:
     if "{segment}" in text:
         segment = identifiers.get("segment")
         text = text.replace("{segment}", f"t.{segment}" if segment else "'All customers'")
+    if "{attributes}" in text:
+        columns = identifiers.get("attributes") or ()
+        text = text.replace("{attributes}", "".join(f", MIN(t.{column}) AS {column}" for column in columns))
     return text

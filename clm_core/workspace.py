@@ -174,15 +174,22 @@ class Workspace:
             return False
         return True
 
-    def query(self, name: str, *, segment: str | None = None, **params: object) -> pd.DataFrame:
+    def query(self, name: str, *, segment: str | None = None, attributes: list[str] | None = None,
+              **params: object) -> pd.DataFrame:
         """Run a named query from :mod:`clm_core.queries` with bound parameters.
 
-        ``segment`` names a segment attribute column of the dataset (``seg_country``).
+        ``segment`` names a segment attribute column of the dataset (``seg_country``);
+        ``attributes`` names segment or contact columns (``contact_email``).
         """
         dataset = self.dataset  # a clear error before a SQL one
         if segment is not None and segment not in dataset.segment_columns:
             raise SchemaError(f"Required column {segment} missing: it is not a segment attribute of this dataset.")
-        return self._con.execute(query_text(name, segment=segment), params or None).df()
+        known = {**dataset.segment_columns, **dataset.contact_columns}
+        for column in attributes or ():
+            if column not in known:
+                raise SchemaError(f"Required column {column} missing: it is not a kept column of this dataset.")
+        text = query_text(name, segment=segment, attributes=attributes)
+        return self._con.execute(text, params or None).df()
 
     def rejected_rows(self, reason: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """The rejected rows as they were in the file, with their reason and row number."""

@@ -144,6 +144,11 @@ if staged is not None:
             "Drop zero-price lines", key=f"{prefix}_drop_zero",
             help="By default free items are kept: they still show the customer bought.",
         )
+        keep_duplicates = st.checkbox(
+            "Keep exact duplicate rows", key=f"{prefix}_keep_duplicates",
+            help="By default a row identical in every column to an earlier one is rejected as a double export. "
+                 "Tick this when identical rows are real separate purchases (same item, same day, same price).",
+        )
     mapping = replace(guess, fields=fields, segments=segments, contacts=contacts,
                       date_format=date_format, number_style=number_style)
     if not mapping.has_money:
@@ -152,7 +157,8 @@ if staged is not None:
     if st.button("Validate and load", type="primary", key="data_build"):
         try:
             with st.spinner("Validating rows and building the dataset..."):
-                ws.build(staged, mapping, IngestOptions(drop_returns=drop_returns, drop_zero_price=drop_zero))
+                ws.build(staged, mapping, IngestOptions(drop_returns=drop_returns, drop_zero_price=drop_zero,
+                                                        keep_duplicates=keep_duplicates))
             st.session_state.pop("data_staged", None)
             st.session_state["data_built_upload"] = st.session_state.get("data_upload_id")
             st.success(f"Loaded {staged.name}.")

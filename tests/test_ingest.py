@@ -44,7 +44,7 @@ def test_every_row_has_one_fate(tmp_path):
         "missing_customer_id": 1, "unparseable_date": 1, "future_date": 1, "non_numeric_amount": 1,
         "zero_price_dropped": 0, "duplicate": 1, "return_dropped": 0,
     }
-    assert report.rows_flagged == {"return": 1, "zero_price": 1}
+    assert report.rows_flagged == {"return": 1, "zero_price": 1, "duplicate": 0}
     assert report.rows_kept == 4
     assert report.rows_in == report.rows_kept + report.total_rejected
     rejected = workspace.rejected_rows()
@@ -60,6 +60,14 @@ def test_drop_options_reject_returns_and_zero_prices(tmp_path):
     assert report.rows_rejected["return_dropped"] == 1
     assert report.rows_rejected["zero_price_dropped"] == 1
     assert report.rows_kept == 2
+    assert report.rows_in == report.rows_kept + report.total_rejected
+
+
+def test_keep_duplicates_flags_instead_of_rejecting(tmp_path):
+    workspace, report = _ingest(tmp_path, SMALL, keep_duplicates=True)
+    assert report.rows_rejected["duplicate"] == 0
+    assert report.rows_flagged["duplicate"] == 1
+    assert report.rows_kept == 5
     assert report.rows_in == report.rows_kept + report.total_rejected
 
 

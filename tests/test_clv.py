@@ -1,0 +1,209 @@
+"""Predictive CLV from raw transactions: the published CDNOW results, an independent summary, Online Retail,
+parameter recovery on generated data, and the errors bad data get."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from clm_core.clv import (
+    customer_summary,
+    fit_clv_models,
+    holdout_by_frequency,
+    holdout_totals,
+    predict_customers,
+    probability_alive_matrix,
+    tracking_curve,
+    value_concentration,
+)
+from clm_core.clv_models import BetaGeoModel
+from clm_core.errors import DataRangeError
+from clm_core.generator import GeneratorParams, write_demo_file
+from clm_core.ingest import IngestOptions
+from clm_core.workspace import Workspace
+
+CALIBRATION_END = date(1997, 9, 30)
+PUBLISHED_BGNBD = dict(r=0.243, alpha=4.414, a=0.793, b=2.426)  # Fader, Hardie and Lee (2005)
+PUBLISHED_PARETO = dict(r=0.553, alpha=10.578, s=0.606, beta=11.669)
+PUBLISHED_GAMMA_GAMMA = dict(p=6.25, q=3.74, gamma=15.44)  # Fader and Hardie, gamma-gamma note
+
+
+@pytest.fixture(scope="module")
+def cdnow(cdnow_sample_path, tmp_path_factory):
+    """The CDNOW sample as the published studies read it: each of its lines is a purchase, identical ones too."""
+    workspace = Workspace(tmp_path_factory.mktemp("cdnow") / "cdnow.duckdb")
+    workspace.ingest(cdnow_sample_path, options=IngestOptions(keep_duplicates=True))
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture(scope="module")
+def cdnow_summary(cdnow):
+    return customer_summary(cdnow, unit="week", calibration_end=CALIBRATION_END)
+
+
+def _assert_published(params: pd.Series, published: dict) -> None:
+    assert_allclose(params[list(published)].to_numpy(), list(published.values()), rtol=0.005)
+
+
+def test_summary_matches_an_independent_pandas_computation(cdnow_summary, cdnow_sample_path):
+    raw = pd.read_csv(cdnow_sample_path, sep=r"\s+", header=None, names=["id", "sample_id", "date", "cds", "usd"],
+                      dtype={"id": str, "date": str})
+    raw["day"] = pd.to_datetime(raw["date"], format="%Y%m%d")
+    daily = raw.groupby(["id", "day"], as_index=False)["usd"].sum()
+    calibration = daily[daily["day"] <= pd.Timestamp(CALIBRATION_END)]
+    per_customer = calibration.groupby("id").agg(first=("day", "min"), last=("day", "max"), days=("day", "size"),
+                                                 total=("usd", "sum"))
+    first_value = calibration.sort_values("day").groupby("id")["usd"].first()
+    expected = pd.DataFrame({
+        "frequency": per_customer["days"] - 1,
+        "recency": (per_customer["last"] - per_customer["first"]).dt.days / 7,
+        "T": (pd.Timestamp(CALIBRATION_END) - per_customer["first"]).dt.days / 7,
+        "repeat_total": per_customer["total"] - first_value,
+    })
+    ours = cdnow_summary.frame.set_index("customer_id").loc[expected.index]
+    assert len(cdnow_summary.frame) == 2_357
+    assert (ours["frequency"] == expected["frequency"]).all()
+    assert_allclose(ours["recency"], expected["recency"], rtol=1e-12)
+    assert_allclose(ours["T"], expected["T"], rtol=1e-12)
+    repeaters = expected["frequency"] > 0
+    assert_allclose(ours.loc[repeaters, "monetary_value"] * ours.loc[repeaters, "frequency"],
+                    expected.loc[repeaters, "repeat_total"], rtol=1e-9)
+    assert ours.loc[~repeaters, "monetary_value"].isna().all()
+    assert cdnow_summary.repeat_customers == 946
+    assert cdnow_summary.holdout_length == 39.0
+
+
+def test_bgnbd_reproduces_the_published_cdnow_fit(cdnow_summary):
+    fitted = fit_clv_models(cdnow_summary, purchase_model="bgnbd")
+    _assert_published(fitted.purchase.params_, PUBLISHED_BGNBD)
+    assert fitted.purchase.log_likelihood_ == pytest.approx(-9582.4, abs=0.05)  # FHL (2005), Table 1
+    _assert_published(fitted.spend.params_, PUBLISHED_GAMMA_GAMMA)
+    totals = holdout_totals(cdnow_summary, fitted)
+    assert totals["actual"] == 1_882
+    assert totals["predicted"] == pytest.approx(1_653.4, abs=0.05)  # lifetimes' reference implementation
+
+
+def test_published_bgnbd_parameters_predict_the_holdout(cdnow_summary):
+    from clm_core.clv import FittedCLV
+
+    published = FittedCLV("bgnbd", BetaGeoModel().set_params(**PUBLISHED_BGNBD), None, "week")
+    assert holdout_totals(cdnow_summary, published)["predicted"] == pytest.approx(1_653, abs=1.5)
+
+
+def test_pareto_nbd_reproduces_the_published_cdnow_fit(cdnow_summary):
+    fitted = fit_clv_models(cdnow_summary, purchase_model="pareto", with_spend=False)
+    _assert_published(fitted.purchase.params_, PUBLISHED_PARETO)
+    assert fitted.spend is None
+
+
+def test_validation_tables_add_up(cdnow, cdnow_summary):
+    fitted = fit_clv_models(cdnow_summary, purchase_model="bgnbd", with_spend=False)
+    by_frequency = holdout_by_frequency(cdnow_summary, fitted)
+    assert by_frequency["frequency"].tolist() == ["0", "1", "2", "3", "4", "5", "6", "7+"]
+    assert by_frequency["customers"].sum() == 2_357
+    assert (by_frequency["actual"] * by_frequency["customers"]).sum() == pytest.approx(1_882)
+    assert (by_frequency["predicted"] * by_frequency["customers"]).sum() == pytest.approx(
+        holdout_totals(cdnow_summary, fitted)["predicted"])
+    tracking = tracking_curve(cdnow, cdnow_summary, fitted)
+    assert tracking["date"].iloc[0] == pd.Timestamp("1997-01-01")
+    assert tracking["date"].iloc[-1] == pd.Timestamp("1998-06-30")
+    assert tracking["actual"].is_monotonic_increasing and tracking["predicted"].is_monotonic_increasing
+    # Repeat purchases in calibration (946 repeaters' frequencies) plus the holdout's 1,882.
+    calibration_repeats = cdnow_summary.frame["frequency"].sum()
+    assert tracking["actual"].iloc[-1] == calibration_repeats + 1_882
+    at_end = tracking.set_index("date")["actual"].asof(pd.Timestamp(CALIBRATION_END))
+    assert at_end <= calibration_repeats
+    # The model's cumulative curve at the end equals the calibration expectation plus the holdout prediction
+    # only in expectation; it must be close to the actual (the published tracking plot is within ~5 %).
+    assert tracking["predicted"].iloc[-1] == pytest.approx(tracking["actual"].iloc[-1], rel=0.06)
+
+
+def test_per_customer_predictions(cdnow_summary):
+    fitted = fit_clv_models(cdnow_summary, purchase_model="bgnbd")
+    scores = predict_customers(cdnow_summary, fitted, horizon_months=12, monthly_discount_rate=0.01, margin=0.3)
+    assert len(scores) == 2_357 and scores["customer_id"].is_unique
+    assert scores["clv"].is_monotonic_decreasing
+    assert np.isfinite(scores[["probability_alive", "expected_purchases", "expected_order_value", "clv"]]).all().all()
+    assert scores["probability_alive"].between(0, 1).all()
+    # Without discounting, CLV = margin x spend x expected purchases over the horizon.
+    flat = predict_customers(cdnow_summary, fitted, horizon_months=12, monthly_discount_rate=0.0, margin=0.3)
+    assert_allclose(flat["clv"], 0.3 * flat["expected_order_value"] * flat["expected_purchases"], rtol=1e-9)
+    discounted, undiscounted = (frame.set_index("customer_id")["clv"].sort_index() for frame in (scores, flat))
+    assert (discounted <= undiscounted + 1e-12).all()
+    # A year's purchases of a new-looking customer: frequency 0 customers have P(alive) = 1 under BG/NBD.
+    assert (scores.loc[scores["frequency"] == 0, "probability_alive"] == 1).all()
+    shares = value_concentration(scores["clv"])
+    assert 0.1 < shares[0.1] < shares[0.2] < 1
+
+
+def test_probability_alive_matrix_shape(cdnow_summary):
+    fitted = fit_clv_models(cdnow_summary, purchase_model="bgnbd", with_spend=False)
+    matrix = probability_alive_matrix(cdnow_summary, fitted, max_frequency=10, steps=20)
+    assert matrix.shape == (11, 20)
+    assert (matrix.iloc[0] == 1).all()  # no repeat purchase: alive under BG/NBD
+    assert (matrix.iloc[5].diff().dropna() >= 0).all()  # more recent last purchase, more likely alive
+
+
+def test_online_retail_end_to_end(online_retail_workspace, online_retail_path):
+    workspace, _ = online_retail_workspace
+    summary = customer_summary(workspace, unit="week")
+    raw = pd.read_csv(online_retail_path, dtype=str, keep_default_na=False).drop_duplicates()
+    raw = raw[raw["CustomerID"] != ""]
+    quantity, price = raw["Quantity"].astype(float), raw["UnitPrice"].astype(float)
+    purchase = ~((quantity < 0) | (price < 0) | raw["InvoiceNo"].str.match(r"^[Cc][0-9]"))
+    days = raw.loc[purchase].assign(day=raw["InvoiceDate"].str[:10])[["CustomerID", "day"]].drop_duplicates()
+    assert len(summary.frame) == days["CustomerID"].nunique()
+    assert summary.frame["frequency"].sum() + len(summary.frame) == len(days)
+    fitted = fit_clv_models(summary, purchase_model="bgnbd")
+    assert np.isfinite(fitted.purchase.params_).all() and np.isfinite(fitted.spend.params_).all()
+    scores = predict_customers(summary, fitted)
+    assert np.isfinite(scores["clv"]).all() and (scores["clv"] >= 0).all()
+
+
+def test_parameters_recovered_from_generated_data(tmp_path):
+    truth = GeneratorParams()
+    path = tmp_path / "generated.csv"
+    write_demo_file(20_000, path, seed=3, params=truth)
+    with Workspace() as workspace:
+        workspace.ingest(path)
+        summary = customer_summary(workspace, unit="week")
+        fitted = fit_clv_models(summary)
+    # 20,000 customers: sampling error of each estimate is a few per cent.
+    assert_allclose(fitted.purchase.params_[["r", "alpha", "a", "b"]].to_numpy(),
+                    [truth.r, truth.alpha, truth.a, truth.b], rtol=0.08)
+    p, q, gamma = fitted.spend.params_
+    assert_allclose([p, q, gamma], [truth.p, truth.q, truth.gamma], rtol=0.15)
+    assert p * gamma / (q - 1) == pytest.approx(truth.p * truth.gamma / (truth.q - 1), rel=0.04)
+
+
+def _workspace_from(tmp_path, text: str) -> Workspace:
+    path = tmp_path / "tiny.csv"
+    path.write_text(text)
+    workspace = Workspace()
+    workspace.ingest(path)
+    return workspace
+
+
+def test_one_day_of_data_is_explained(tmp_path):
+    workspace = _workspace_from(tmp_path, "customer_id,order_date,amount\na,2021-03-01,5\nb,2021-03-01,7\n")
+    with pytest.raises(DataRangeError, match="All purchases are on one day"):
+        customer_summary(workspace)
+
+
+def test_calibration_end_outside_the_data_is_explained(cdnow):
+    with pytest.raises(DataRangeError, match="outside the data"):
+        customer_summary(cdnow, calibration_end=date(2030, 1, 1))
+    with pytest.raises(DataRangeError, match="outside the data"):
+        customer_summary(cdnow, calibration_end=date(1998, 6, 30))  # nothing left for the holdout
+
+
+def test_no_repeat_customers_is_explained(tmp_path):
+    workspace = _workspace_from(tmp_path, "customer_id,order_date,amount\na,2021-03-01,5\nb,2021-03-09,7\n")
+    summary = customer_summary(workspace)
+    with pytest.raises(DataRangeError, match="No customer bought more than once"):
+        fit_clv_models(summary)
