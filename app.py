@@ -11,6 +11,7 @@ app_state.ensure_first_run_demo()
 pages = [
     st.Page("pages/data.py", title="Data", icon="📂", default=True),
     st.Page("pages/cohorts.py", title="Cohorts", icon="📊"),
+    st.Page("pages/clv.py", title="Customer lifetime value", icon="💰", url_path="clv"),
 ]
 navigation = st.navigation(pages)
 navigation.run()

@@ -79,6 +79,55 @@ def cached_cohorts(fingerprint: str, _ws: Workspace, period: str, definition: st
                         min_cohort_size=min_cohort_size)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_clv_fit(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str, calibration_end):
+    """(customer summary, fitted models) for a dataset and settings; fitted once, shared by the page's views."""
+    from clm_core import clv
+
+    summary = clv.customer_summary(_ws, unit=unit, calibration_end=calibration_end)
+    fitted = clv.fit_clv_models(summary, purchase_model=purchase_model, with_spend=_ws.dataset.has_money)
+    return summary, fitted
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_clv_scores(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str, horizon_months: int,
+                      monthly_discount_rate: float, margin: float) -> pd.DataFrame:
+    """Per-customer predictions over the whole history, with contact and segment columns."""
+    from clm_core import clv
+    from clm_core.summary import with_customer_attributes
+
+    summary, fitted = cached_clv_fit(fingerprint, _ws, purchase_model, unit, None)
+    scores = clv.predict_customers(summary, fitted, horizon_months=horizon_months,
+                                   monthly_discount_rate=monthly_discount_rate, margin=margin)
+    return with_customer_attributes(_ws, scores)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_clv_check(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str, calibration_end) -> dict:
+    """The holdout check of a calibration fit: totals, by-frequency table, tracking curve, spend check."""
+    from clm_core import clv
+
+    summary, fitted = cached_clv_fit(fingerprint, _ws, purchase_model, unit, calibration_end)
+    check = {
+        "summary": summary,
+        "fitted": fitted,
+        "totals": clv.holdout_totals(summary, fitted),
+        "by_frequency": clv.holdout_by_frequency(summary, fitted),
+        "tracking": clv.tracking_curve(_ws, summary, fitted),
+        "spend": None,
+    }
+    if fitted.spend is not None and summary.frame["holdout_purchases"].sum() > 0:
+        check["spend"] = clv.holdout_spend(summary, fitted)
+    return check
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_calculator_prefill(fingerprint: str, _ws: Workspace) -> dict:
+    from clm_core.clv_calculator import prefill_from_workspace
+
+    return prefill_from_workspace(_ws)
+
+
 def money(value: float | None, digits: int = 0) -> str:
     """A money figure for people: '8,278,519' or 'n/a'."""
     return "n/a" if value is None else f"{value:,.{digits}f}"

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["revenue_by_month_figure", "cohort_heatmap_figure", "retention_curves_figure", "cumulative_revenue_figure"]
+__all__ = [
+    "revenue_by_month_figure",
+    "cohort_heatmap_figure",
+    "retention_curves_figure",
+    "cumulative_revenue_figure",
+    "calculator_years_figure",
+    "sensitivity_figure",
+    "clv_distribution_figure",
+    "value_concentration_figure",
+    "probability_alive_figure",
+    "holdout_by_frequency_figure",
+    "tracking_figure",
+]
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), hovermode="x unified")
 
@@ -94,4 +107,124 @@ def cumulative_revenue_figure(table, *, currency: str = "") -> go.Figure:
     figure.update_layout(title="Cumulative net revenue per acquired customer",
                          xaxis_title=f"{unit.title()}s since first purchase", yaxis_title=axis,
                          **{**_LAYOUT, "hovermode": "closest"})
+    return figure
+
+
+def calculator_years_figure(table: pd.DataFrame, acquisition_cost: float = 0.0) -> go.Figure:
+    """Discounted margin per year (bars) and its running total (line) against the acquisition cost."""
+    figure = go.Figure()
+    figure.add_bar(x=table["year"], y=table["discounted_margin"], name="Discounted margin that year",
+                   hovertemplate="Year %{x}: %{y:,.2f}<extra></extra>")
+    figure.add_scatter(x=table["year"], y=table["cumulative_discounted_margin"], mode="lines+markers",
+                       name="Cumulative (CLV so far)", hovertemplate="By year %{x}: %{y:,.2f}<extra></extra>")
+    if acquisition_cost > 0:
+        figure.add_hline(y=acquisition_cost, line_dash="dash", line_color="#d62728",
+                         annotation_text=f"Acquisition cost {acquisition_cost:,.2f}")
+    figure.update_layout(title="Value of one acquired customer, year by year", xaxis_title="Year after acquisition",
+                         yaxis_title="Margin per acquired customer (currency)", **_LAYOUT)
+    return figure
+
+
+def sensitivity_figure(grid: pd.DataFrame, *, current: tuple[float, float] | None = None) -> go.Figure:
+    """CLV over annual retention (rows) x annual discount rate (columns); the current inputs are marked."""
+    x = [f"{rate:.0%}" for rate in grid.columns]
+    y = [f"{retention:.0%}" for retention in grid.index]
+    values = grid.to_numpy(dtype=float)
+    text = [["" if np.isnan(value) else f"{value:,.0f}" for value in row] for row in values]
+    figure = go.Figure(go.Heatmap(
+        z=values, x=x, y=y, text=text, texttemplate="%{text}", colorscale="Greens",
+        colorbar=dict(title="CLV"),
+        hovertemplate="Retention %{y}, discount rate %{x}: CLV %{z:,.2f}<extra></extra>",
+    ))
+    if current is not None:
+        figure.add_scatter(x=[f"{current[1]:.0%}"], y=[f"{current[0]:.0%}"], mode="markers", name="Your inputs",
+                           marker=dict(symbol="square-open", size=28, color="#d62728", line=dict(width=3)),
+                           hoverinfo="skip")
+    figure.update_layout(title="CLV by annual retention and discount rate", xaxis_title="Annual discount rate (%)",
+                         yaxis_title="Annual retention rate (%)", **{**_LAYOUT, "hovermode": "closest"})
+    figure.update_xaxes(type="category")
+    figure.update_yaxes(type="category")
+    return figure
+
+
+def clv_distribution_figure(clv: pd.Series, *, horizon_months: int) -> go.Figure:
+    """Histogram of predicted CLV per customer; the top 1 % are grouped in the last bar so the bulk stays readable."""
+    values = clv.dropna().to_numpy()
+    cap = float(np.quantile(values, 0.99)) if len(values) else 0.0
+    figure = go.Figure(go.Histogram(x=np.minimum(values, cap), nbinsx=50, marker_color="#2c7fb8",
+                                    hovertemplate="CLV %{x}: %{y:,} customers<extra></extra>"))
+    figure.update_layout(title=f"Predicted CLV per customer, next {horizon_months} months",
+                         xaxis_title=f"Predicted CLV (currency; the last bar holds all above {cap:,.0f})",
+                         yaxis_title="Customers", bargap=0.05, **_LAYOUT)
+    return figure
+
+
+def value_concentration_figure(clv: pd.Series) -> go.Figure:
+    """Share of total predicted CLV held by the top x % of customers (a Lorenz curve, ranked high to low)."""
+    values = np.sort(clv.dropna().to_numpy())[::-1]
+    customers = np.arange(1, len(values) + 1) / max(len(values), 1)
+    share = np.cumsum(values) / values.sum() if values.sum() > 0 else np.zeros_like(values)
+    step = max(1, len(values) // 500)  # 500 points draw the same curve as a million
+    figure = go.Figure()
+    figure.add_scatter(x=np.r_[0, customers[::step], 1], y=np.r_[0, share[::step], 1], mode="lines",
+                       name="Your customers", line=dict(width=3),
+                       hovertemplate="Top %{x:.0%} of customers hold %{y:.0%} of CLV<extra></extra>")
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="Everyone equal", line=dict(dash="dot", color="grey"),
+                       hoverinfo="skip")
+    for top in (0.1, 0.2):
+        index = max(0, int(np.ceil(top * len(values))) - 1)
+        if len(values):
+            figure.add_scatter(x=[top], y=[share[index]], mode="markers+text", text=[f"top {top:.0%}: {share[index]:.0%}"],
+                               textposition="middle right", marker=dict(size=10, color="#d62728"), showlegend=False,
+                               hoverinfo="skip")
+    figure.update_layout(title="How concentrated is future value?", xaxis_title="Customers, highest CLV first (%)",
+                         yaxis_title="Share of total predicted CLV (%)", **{**_LAYOUT, "hovermode": "closest"})
+    figure.update_xaxes(tickformat=".0%")
+    figure.update_yaxes(tickformat=".0%")
+    return figure
+
+
+def probability_alive_figure(matrix: pd.DataFrame, *, unit: str) -> go.Figure:
+    """P(alive) over repeat purchases (rows) x time of the last purchase (columns) for the longest-observed customer."""
+    figure = go.Figure(go.Heatmap(
+        z=matrix.to_numpy(), x=matrix.columns.to_numpy(), y=matrix.index.to_numpy(), colorscale="RdYlGn",
+        zmin=0, zmax=1, colorbar=dict(title="P(alive)", tickformat=".0%"),
+        hovertemplate=(f"%{{y}} repeat purchases, last one in {unit} %{{x:.0f}}: "
+                       "%{z:.0%} likely still a customer<extra></extra>"),
+    ))
+    figure.update_layout(title="Probability a customer is still active",
+                         xaxis_title=f"Time of the last purchase ({unit}s after the first; right = recent)",
+                         yaxis_title="Repeat purchases", **{**_LAYOUT, "hovermode": "closest"})
+    return figure
+
+
+def holdout_by_frequency_figure(table: pd.DataFrame, *, holdout_label: str) -> go.Figure:
+    """Mean holdout purchases per customer, actual vs predicted, by purchases made in the calibration period."""
+    figure = go.Figure()
+    figure.add_bar(x=table["frequency"], y=table["actual"], name="Actual", marker_color="#7f7f7f",
+                   customdata=table["customers"],
+                   hovertemplate="%{x} repeat purchases before: %{y:.2f} actual (%{customdata:,} customers)<extra></extra>")
+    figure.add_bar(x=table["frequency"], y=table["predicted"], name="Predicted", marker_color="#2c7fb8",
+                   hovertemplate="%{x} repeat purchases before: %{y:.2f} predicted<extra></extra>")
+    figure.update_layout(title=f"Purchases per customer in the check period ({holdout_label})", barmode="group",
+                         xaxis_title="Repeat purchases in the calibration period",
+                         yaxis_title="Purchases per customer in the check period", **_LAYOUT)
+    figure.update_xaxes(type="category")
+    return figure
+
+
+def tracking_figure(tracking: pd.DataFrame, calibration_end) -> go.Figure:
+    """Cumulative repeat purchases, actual vs model, with the calibration end marked."""
+    figure = go.Figure()
+    figure.add_scatter(x=tracking["date"], y=tracking["actual"], mode="lines", name="Actual",
+                       line=dict(color="#7f7f7f", width=3), hovertemplate="%{x|%d %b %Y}: %{y:,.0f}<extra></extra>")
+    figure.add_scatter(x=tracking["date"], y=tracking["predicted"], mode="lines", name="Model",
+                       line=dict(color="#2c7fb8", width=3, dash="dash"),
+                       hovertemplate="%{x|%d %b %Y}: %{y:,.0f}<extra></extra>")
+    if calibration_end is not None:
+        figure.add_vline(x=pd.Timestamp(calibration_end).timestamp() * 1000, line_dash="dot",
+                         annotation_text="calibration end")
+    figure.update_layout(title="Cumulative repeat purchases: actual vs model", xaxis_title="Date",
+                         yaxis_title="Repeat purchases (cumulative)", **_LAYOUT)
+    figure.update_xaxes(tickformat="%b %Y")
     return figure

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from dataclasses import replace
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -106,7 +107,7 @@ def _demo(args: argparse.Namespace) -> dict:
 
 def _cohorts(args: argparse.Namespace) -> dict:
     from clm_core.cohorts import cohort_table
-    from clm_core.export import to_csv_bytes
+    from clm_core.export import write_table
 
     with Workspace(_existing_db(args.db), read_only=True) as workspace:
         segment = None
@@ -120,7 +121,7 @@ def _cohorts(args: argparse.Namespace) -> dict:
                              min_cohort_size=args.min_cohort_size)
     frame = table.export_long()
     if args.out:
-        Path(args.out).write_bytes(to_csv_bytes(frame))
+        write_table(frame, args.out)
     retention = "retention" if args.metric == "customers" else "revenue_retention"
     rows = [
         {
@@ -153,6 +154,89 @@ def _print_cohorts(result: dict) -> None:
         retention = "" if row["retention"] is None else f"{row['retention']:.1%}"
         print(f"{row['cohort']:<12} {row['offset']:>6} {row['cohort_size']:>7,} {row['active']:>7,} "
               f"{retention:>9} {row['revenue']:>14,.2f}")
+
+
+def _date_argument(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ClmError(f"--calibration-end takes a date like 1997-09-30, got {text!r}.") from None
+
+
+def _clv(args: argparse.Namespace) -> dict:
+    from clm_core import clv
+    from clm_core.errors import DataRangeError
+    from clm_core.export import write_table
+    from clm_core.summary import with_customer_attributes
+
+    if args.horizon_months < 1:
+        raise ClmError("--horizon-months must be at least 1.")
+    if not 0 <= args.discount_rate < 1:
+        raise ClmError("--discount-rate is a monthly rate between 0 and 1, for example 0.01 for 1 % a month.")
+    if not 0 < args.margin <= 1:
+        raise ClmError("--margin is a fraction between 0 and 1, for example 0.3 for a 30 % gross margin.")
+    calibration_end = _date_argument(args.calibration_end)
+    with Workspace(_existing_db(args.db), read_only=True) as workspace:
+        has_money = workspace.dataset.has_money
+        if args.model == "gg" and not has_money:
+            raise DataRangeError("The Gamma-Gamma spend model needs an amount column; this dataset has none.")
+        summary = clv.customer_summary(workspace, unit=args.unit, calibration_end=calibration_end)
+        purchase_model = "bgnbd" if args.model == "gg" else args.model
+        fitted = clv.fit_clv_models(summary, purchase_model=purchase_model, with_spend=has_money)
+        reported = fitted.spend if args.model == "gg" else fitted.purchase
+        result = {
+            "model": args.model,
+            "unit": args.unit,
+            "params": {name: float(value) for name, value in reported.params_.items()},
+            "log_likelihood": reported.log_likelihood_,
+            "customers": len(summary.frame),
+            "customers_fitted": reported.n_customers_,
+            "observation_end": summary.observation_end.isoformat(),
+            "notes": fitted.notes,
+        }
+        if calibration_end is not None:
+            check = clv.holdout_spend(summary, fitted) if args.model == "gg" else clv.holdout_totals(summary, fitted)
+            result.update({
+                "holdout_measure": "average_transaction_value" if args.model == "gg" else "repeat_transactions",
+                "holdout_start": (calibration_end + timedelta(days=1)).isoformat(),
+                "holdout_end": summary.data_end.isoformat(),
+                "holdout_actual": check["actual"],
+                "holdout_predicted": check["predicted"],
+                "holdout_error": check["error"],
+            })
+        scores = clv.predict_customers(summary, fitted, horizon_months=args.horizon_months,
+                                       monthly_discount_rate=args.discount_rate, margin=args.margin)
+        if "clv" in scores:
+            result["clv_total"] = float(scores["clv"].sum())
+            result["clv_top_10pct_share"] = clv.value_concentration(scores["clv"])[0.1]
+        if args.out:
+            write_table(with_customer_attributes(workspace, scores), args.out)
+            result["out"] = str(args.out)
+    return result
+
+
+def _print_clv(result: dict) -> None:
+    from clm_core.clv import MODELS
+
+    params = ", ".join(f"{name} = {value:.4g}" for name, value in result["params"].items())
+    print(f"{MODELS[result['model']]} fitted on {result['customers_fitted']:,} customers "
+          f"(unit: {result['unit']}): {params}")
+    print(f"Log-likelihood: {result['log_likelihood']:,.2f}")
+    if "holdout_actual" in result:
+        what = ("average transaction value" if result["holdout_measure"] == "average_transaction_value"
+                else "repeat transactions")
+        print(f"Holdout {result['holdout_start']} to {result['holdout_end']}, {what}: actual "
+              f"{result['holdout_actual']:,.2f}, predicted {result['holdout_predicted']:,.2f} "
+              f"({result['holdout_error']:+.1%})")
+    if "clv_total" in result:
+        print(f"Total CLV of {result['customers']:,} customers: {result['clv_total']:,.2f}; the top 10 % hold "
+              f"{result['clv_top_10pct_share']:.0%}")
+    for note in result["notes"]:
+        print(f"Note: {note}")
+    if "out" in result:
+        print(f"Per-customer predictions written to {result['out']}")
 
 
 def _existing_db(path: str) -> str:
@@ -194,6 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     cohorts.add_argument("--out", help="also write the long table as CSV")
     cohorts.add_argument("--json", action="store_true")
     cohorts.set_defaults(run=_cohorts, show=_print_cohorts)
+
+    clv = commands.add_parser("clv", help="Fit a CLV model and predict per-customer lifetime value.")
+    clv.add_argument("--db", required=True, help="workspace written by ingest")
+    clv.add_argument("--model", choices=["bgnbd", "pareto", "gg"], default="bgnbd",
+                     help="whose parameters to report: purchase model BG/NBD or Pareto/NBD, or Gamma-Gamma spend "
+                          "(CLV then uses BG/NBD purchases)")
+    clv.add_argument("--unit", choices=["day", "week"], default="week", help="time unit of recency and T")
+    clv.add_argument("--calibration-end", metavar="DATE",
+                     help="fit on purchases up to this date (inclusive) and check the prediction on the rest")
+    clv.add_argument("--horizon-months", type=int, default=12, help="CLV horizon in months (default 12)")
+    clv.add_argument("--discount-rate", type=float, default=0.01, help="monthly discount rate (default 0.01)")
+    clv.add_argument("--margin", type=float, default=1.0, help="gross margin as a fraction (default 1: revenue)")
+    clv.add_argument("--out", help="write per-customer predictions (.csv or .xlsx), with contact columns")
+    clv.add_argument("--json", action="store_true")
+    clv.set_defaults(run=_clv, show=_print_clv)
 
     demo = commands.add_parser("demo", help="Write seeded synthetic transactions.")
     demo.add_argument("--customers", type=int, required=True)

@@ -43,6 +43,7 @@ __all__ = [
     "predict_customers",
     "holdout_by_frequency",
     "holdout_totals",
+    "holdout_spend",
     "tracking_curve",
     "probability_alive_matrix",
     "value_concentration",
@@ -244,6 +245,22 @@ def holdout_totals(summary: CustomerSummary, fitted: FittedCLV) -> dict[str, flo
     actual = float(summary.frame["holdout_purchases"].sum())
     return {"actual": actual, "predicted": predicted,
             "error": (predicted - actual) / actual if actual else float("nan")}
+
+
+def holdout_spend(summary: CustomerSummary, fitted: FittedCLV) -> dict[str, float]:
+    """Mean value of a holdout transaction, actual vs Gamma-Gamma's expected spend of the customers who made them."""
+    if fitted.spend is None:
+        raise DataRangeError("The spend check needs an amount column.")
+    if summary.calibration_end is None:
+        raise DataRangeError("The model check needs a calibration end date, so that there is a holdout to compare.")
+    frame = summary.frame
+    purchases = frame["holdout_purchases"].to_numpy()
+    if purchases.sum() == 0:
+        raise DataRangeError("Nobody bought in the holdout period, so spend cannot be checked.")
+    expected = fitted.spend.expected_spend(frame["frequency"], frame["monetary_value"])
+    actual = float(frame["holdout_value"].sum() / purchases.sum())
+    predicted = float((expected * purchases).sum() / purchases.sum())
+    return {"actual": actual, "predicted": predicted, "error": (predicted - actual) / actual if actual else float("nan")}
 
 
 def holdout_by_frequency(summary: CustomerSummary, fitted: FittedCLV, *, top: int = 7) -> pd.DataFrame:

@@ -9,10 +9,11 @@ a BOM so Excel shows accents and currency signs correctly.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["safe_frame", "to_csv_bytes", "to_excel_bytes"]
+__all__ = ["safe_frame", "to_csv_bytes", "to_excel_bytes", "write_table"]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -52,3 +53,9 @@ def to_excel_bytes(sheets: dict[str, pd.DataFrame] | pd.DataFrame) -> bytes:
                     safe[column] = safe[column].dt.tz_localize(None)
             safe.to_excel(writer, sheet_name=name[:31], index=False)
     return buffer.getvalue()
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a formula-safe table: Excel for a name ending in .xlsx, CSV otherwise."""
+    path = Path(path)
+    path.write_bytes(to_excel_bytes(frame) if path.suffix.lower() == ".xlsx" else to_csv_bytes(frame))

@@ -8,7 +8,7 @@ import pandas as pd
 
 from clm_core.workspace import Workspace
 
-__all__ = ["DatasetSummary", "dataset_summary", "revenue_by_month"]
+__all__ = ["DatasetSummary", "dataset_summary", "revenue_by_month", "customer_attributes", "with_customer_attributes"]
 
 
 @dataclass(frozen=True)
@@ -65,3 +65,21 @@ def revenue_by_month(workspace: Workspace) -> pd.DataFrame:
     frame = workspace.query("revenue_by_month")
     frame["month"] = pd.to_datetime(frame["month"])
     return frame
+
+
+def customer_attributes(workspace: Workspace) -> pd.DataFrame:
+    """One row per customer: ``customer_id`` and the kept contact and segment columns, named as in the file."""
+    dataset = workspace.dataset
+    labels = {**dataset.contact_columns, **dataset.segment_columns}
+    return workspace.query("customer_attributes", attributes=list(labels)).rename(columns=labels)
+
+
+def with_customer_attributes(workspace: Workspace, customers: pd.DataFrame) -> pd.DataFrame:
+    """``customers`` (with a ``customer_id`` column) with contact and segment columns added after the id,
+    so exported lists can go straight into a campaign tool."""
+    attributes = customer_attributes(workspace)
+    clashes = [column for column in attributes.columns if column != "customer_id" and column in customers.columns]
+    attributes = attributes.rename(columns={column: f"{column} (file)" for column in clashes})
+    merged = customers.merge(attributes, on="customer_id", how="left", validate="one_to_one")
+    extra = [column for column in attributes.columns if column != "customer_id"]
+    return merged[["customer_id", *extra, *[c for c in customers.columns if c != "customer_id"]]]

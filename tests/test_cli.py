@@ -120,3 +120,81 @@ def test_cohorts_errors(tmp_path):
     run("ingest", str(short), "--db", str(db))
     result = run("cohorts", "--db", str(db))
     assert result.returncode == 2 and "Try weeks" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def cdnow_db(cdnow_sample_path, tmp_path_factory):
+    db = tmp_path_factory.mktemp("clv") / "cdnow.duckdb"
+    result = run("ingest", str(cdnow_sample_path), "--db", str(db), "--keep-duplicates", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["rows_flagged"]["duplicate"] == 21
+    return db
+
+
+def test_clv_bgnbd_with_holdout_json(cdnow_db, tmp_path):
+    out = tmp_path / "clv.csv"
+    result = run("clv", "--db", str(cdnow_db), "--model", "bgnbd", "--unit", "week", "--calibration-end",
+                 "1997-09-30", "--horizon-months", "12", "--discount-rate", "0.01", "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["params"] == pytest.approx({"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}, rel=0.005)
+    assert payload["log_likelihood"] == pytest.approx(-9582.4, abs=0.05)
+    assert payload["customers"] == 2_357
+    assert payload["holdout_actual"] == 1_882
+    assert payload["holdout_predicted"] == pytest.approx(1_653.4, abs=0.05)
+    scores = pd.read_csv(out, dtype={"customer_id": str}, encoding="utf-8-sig")
+    assert len(scores) == 2_357 and scores["customer_id"].is_unique
+    assert {"probability_alive", "expected_purchases", "expected_order_value", "clv"} <= set(scores.columns)
+    assert scores["clv"].sum() == pytest.approx(payload["clv_total"], rel=1e-9)
+
+
+def test_clv_pareto_and_gamma_gamma_json(cdnow_db):
+    pareto = run("clv", "--db", str(cdnow_db), "--model", "pareto", "--calibration-end", "1997-09-30", "--json")
+    assert pareto.returncode == 0, pareto.stderr
+    assert json.loads(pareto.stdout)["params"] == pytest.approx(
+        {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}, rel=0.005)
+    spend = run("clv", "--db", str(cdnow_db), "--model", "gg", "--calibration-end", "1997-09-30", "--json")
+    assert spend.returncode == 0, spend.stderr
+    payload = json.loads(spend.stdout)
+    assert payload["params"] == pytest.approx({"p": 6.25, "q": 3.74, "gamma": 15.44}, rel=0.005)
+    assert payload["customers_fitted"] == 946
+    assert payload["holdout_measure"] == "average_transaction_value"
+
+
+def test_clv_export_carries_contact_columns(tmp_path):
+    data = tmp_path / "shop.csv.gz"
+    assert run("demo", "--customers", "400", "--out", str(data), "--seed", "4").returncode == 0
+    db = tmp_path / "shop.duckdb"
+    assert run("ingest", str(data), "--db", str(db)).returncode == 0
+    out = tmp_path / "clv.xlsx"
+    result = run("clv", "--db", str(db), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    scores = pd.read_excel(out, dtype={"customer_id": str})
+    demo = pd.read_csv(data, dtype=str).drop_duplicates("customer_id").set_index("customer_id")
+    assert list(scores.columns[:3]) == ["customer_id", "email", "country"]
+    assert (scores.set_index("customer_id")["email"] == demo.loc[scores["customer_id"], "email"].to_numpy()).all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--calibration-end", "2030-01-01"], "outside the data"),
+    (["--calibration-end", "30/09/1997"], "takes a date like"),
+    (["--discount-rate", "5"], "monthly rate"),
+    (["--horizon-months", "0"], "at least 1"),
+])
+def test_clv_bad_arguments_exit_with_one_line(cdnow_db, args, message):
+    result = run("clv", "--db", str(cdnow_db), *args)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_clv_without_money_or_repeats(tmp_path):
+    path = tmp_path / "no_money.csv"
+    path.write_text("customer_id,order_date\na,2021-01-01\na,2021-02-01\nb,2021-01-05\n")
+    db = tmp_path / "nm.duckdb"
+    assert run("ingest", str(path), "--db", str(db)).returncode == 0
+    result = run("clv", "--db", str(db), "--model", "gg")
+    assert result.returncode == 2 and "needs an amount column" in result.stderr
+    path.write_text("customer_id,order_date,amount\na,2021-01-01,3\nb,2021-02-01,4\n")
+    assert run("ingest", str(path), "--db", str(db)).returncode == 0
+    result = run("clv", "--db", str(db))
+    assert result.returncode == 2 and "No customer bought more than once" in result.stderr

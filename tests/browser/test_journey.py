@@ -49,3 +49,25 @@ def test_cohorts_page_opens_with_heatmap(page, app_url):
     assert "12" == _metric_value(page, "Cohorts shown")
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "cohorts_page.png"), full_page=True)
+
+
+def test_clv_page_calculator_and_prediction(page, app_url):
+    page.goto(app_url)
+    page.get_by_text("Rows in the file").first.wait_for()
+    page.get_by_role("link", name="Customer lifetime value").click()
+    page.get_by_role("heading", name="Customer lifetime value").wait_for()
+    # Calculator defaults: AOV 50, 3 orders, 30 % margin, 60 % retention, 10 % discount, 5 years.
+    m = 50 * 3 * 0.3
+    expected = sum(m * 0.6 ** (t - 1) / 1.1 ** t for t in range(1, 6))
+    page.get_by_text("CLV per customer").first.wait_for()
+    assert _metric_value(page, "CLV per customer") == f"{expected:,.2f}"
+    page.get_by_role("tab", name="Predictive CLV").click()
+    page.get_by_text("Customers scored").first.wait_for()
+    assert _metric_value(page, "Customers scored") == "3,000"
+    page.get_by_role("tab", name="Model check").click()
+    page.get_by_text("Repeat purchases in the check period").first.wait_for()
+    assert page.locator(".js-plotly-plot").count() >= 4
+    if SCREENSHOTS:
+        page.get_by_role("tab", name="Predictive CLV").click()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(Path(SCREENSHOTS) / "clv_page.png"), full_page=True)

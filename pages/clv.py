@@ -1,0 +1,273 @@
+"""CLV page: a calculator anyone can use, predictive CLV per customer, and an honest check of the prediction."""
+
+import time
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import app_state
+from clm_core.charts import (
+    calculator_years_figure,
+    clv_distribution_figure,
+    holdout_by_frequency_figure,
+    probability_alive_figure,
+    sensitivity_figure,
+    tracking_figure,
+    value_concentration_figure,
+)
+from clm_core.clv import MODELS, PURCHASE_MODELS, default_calibration_end, probability_alive_matrix, value_concentration
+from clm_core.clv_calculator import FORMULA, CalculatorInputs, calculate, sensitivity
+from clm_core.errors import ClmError
+from clm_core.export import to_csv_bytes, to_excel_bytes
+
+st.title("Customer lifetime value")
+st.write("What is a customer worth? Use the **calculator** with your own assumptions, or let the models "
+         "**predict** each customer's future purchases and value from your data, and **check** how good that "
+         "prediction was on a period the model did not see.")
+
+ws = app_state.workspace()
+dataset = ws.dataset if ws.has_dataset else None
+calculator_tab, predictive_tab, check_tab = st.tabs(["Calculator", "Predictive CLV", "Model check"])
+
+_DEFAULTS = {"clv_calc_aov": 50.0, "clv_calc_orders": 3.0, "clv_calc_margin": 30.0, "clv_calc_retention": 60.0,
+             "clv_calc_discount": 10.0, "clv_calc_years": 5, "clv_calc_unlimited": False, "clv_calc_cac": 40.0}
+for key, value in _DEFAULTS.items():
+    st.session_state.setdefault(key, value)
+
+
+def _prefill() -> None:
+    """Button callback: copy observed values into the calculator's inputs before they are drawn."""
+    try:
+        values = app_state.cached_calculator_prefill(dataset.fingerprint, ws)
+    except ClmError as error:
+        st.session_state["clv_calc_prefill_note"] = f"⚠️ {error}"
+        return
+    if values["average_order_value"] is not None:
+        st.session_state["clv_calc_aov"] = round(float(values["average_order_value"]), 2)
+    st.session_state["clv_calc_orders"] = round(float(values["orders_per_year"]), 2)
+    st.session_state["clv_calc_retention"] = round(100 * float(values["annual_retention"]), 1)
+    st.session_state["clv_calc_prefill_note"] = values["note"]
+
+
+# --- calculator ------------------------------------------------------------------------------------------
+with calculator_tab:
+    st.caption("No data needed: enter what you know about an average customer.")
+    if dataset is not None:
+        st.button(f"Fill in from {dataset.name}", key="clv_calc_prefill", on_click=_prefill,
+                  help="Average order value, orders per customer per year and annual retention as observed in the "
+                       "loaded data. Margin, discount rate and acquisition cost stay yours to set.")
+        if "clv_calc_prefill_note" in st.session_state:
+            st.caption(st.session_state["clv_calc_prefill_note"])
+    row = st.columns(4)
+    aov = row[0].number_input("Average order value", min_value=0.0, step=5.0, key="clv_calc_aov",
+                              help="Revenue per order, in your currency.")
+    orders = row[1].number_input("Orders per year", min_value=0.0, step=0.5, key="clv_calc_orders",
+                                 help="How often an active customer orders in a year.")
+    margin = row[2].number_input("Gross margin (%)", min_value=0.0, max_value=100.0, step=5.0, key="clv_calc_margin",
+                                 help="Share of revenue left after the cost of goods (and shipping, if you like).")
+    cac = row[3].number_input("Acquisition cost", min_value=0.0, step=5.0, key="clv_calc_cac",
+                              help="What it costs to win one new customer (ads, discounts...), in your currency.")
+    row = st.columns(4)
+    retention = row[0].number_input("Annual retention (%)", min_value=0.0, max_value=100.0, step=5.0,
+                                    key="clv_calc_retention",
+                                    help="Of the customers active this year, the share still buying next year.")
+    discount = row[1].number_input("Annual discount rate (%)", min_value=0.0, max_value=100.0, step=1.0,
+                                   key="clv_calc_discount",
+                                   help="How much less money next year is worth than money today (your cost of "
+                                        "capital); 8-12 % is common.")
+    unlimited = row[2].toggle("Unlimited horizon", key="clv_calc_unlimited",
+                              help="Count value for as long as customers stay, instead of a fixed number of years.")
+    years = row[3].number_input("Horizon (years)", min_value=1, max_value=50, step=1, key="clv_calc_years",
+                                disabled=unlimited, help="How many years of future value to count.")
+    try:
+        inputs = CalculatorInputs(average_order_value=aov, orders_per_year=orders, gross_margin=margin / 100,
+                                  annual_retention=retention / 100, annual_discount_rate=discount / 100,
+                                  horizon_years=None if unlimited else int(years), acquisition_cost=cac)
+        result = calculate(inputs)
+    except ValueError as error:
+        st.error(f"These inputs have no finite CLV: {error}.")
+    else:
+        cells = st.columns(4)
+        cells[0].metric("CLV per customer", app_state.money(result.clv, 2),
+                        help="Discounted gross margin an acquired customer brings over the horizon.")
+        cells[1].metric("CLV / acquisition cost", "n/a" if result.clv_to_cac is None else f"{result.clv_to_cac:.2f}",
+                        help="Above 3 is usually called healthy; below 1 loses money on every new customer.")
+        payback = ("immediately" if result.payback_years == 0 else "never" if result.payback_years is None
+                   else f"{result.payback_years:.1f} years")
+        cells[2].metric("Payback period", payback,
+                        help="When the cumulative discounted margin first covers the acquisition cost.")
+        cells[3].metric("Margin per active year", app_state.money(inputs.annual_margin, 2),
+                        help="m = average order value x orders per year x gross margin.")
+        st.latex(FORMULA)
+        st.caption("Convention: each customer still active at the end of a year brings that year's margin m; "
+                   "a share r (annual retention) of them stays for the next year; money in year t is divided "
+                   "by (1 + d)^t. With an unlimited horizon the sum has the closed form m / (1 + d - r).")
+        left, right = st.columns(2)
+        left.plotly_chart(calculator_years_figure(result.table, cac), key="clv_calc_years_chart")
+        retentions = np.round(np.arange(0.3, 0.951, 0.05), 2)
+        rates = np.round(np.arange(0.0, 0.201, 0.025), 3)
+        grid = sensitivity(inputs, retentions, rates)
+        right.plotly_chart(sensitivity_figure(grid, current=(inputs.annual_retention, inputs.annual_discount_rate)),
+                           key="clv_calc_sensitivity")
+        shown = result.table.rename(columns={
+            "year": "Year", "share_active": "Customers still active (%)", "margin": "Expected margin",
+            "discounted_margin": "Discounted margin", "cumulative_discounted_margin": "Cumulative discounted margin"})
+        shown["Customers still active (%)"] = 100 * shown["Customers still active (%)"]
+        caption = " (first 50 years of an unlimited horizon)" if unlimited else ""
+        st.markdown(f"**Year by year, per acquired customer{caption}**")
+        st.dataframe(shown, hide_index=True, column_config={
+            column: st.column_config.NumberColumn(format="%.2f") for column in shown.columns if column != "Year"})
+
+
+# --- predictive CLV ------------------------------------------------------------------------------------
+def _model_settings(prefix: str, container) -> tuple[str, str]:
+    left, right = container.columns(2)
+    purchase_model = left.radio(
+        "Purchase model", list(PURCHASE_MODELS), format_func=MODELS.get, horizontal=True, key=f"{prefix}_model",
+        help="BG/NBD: customers may stop right after a purchase (fast, the usual choice). Pareto/NBD: they may stop "
+             "at any moment. Both predict how many purchases each customer will make.")
+    unit = right.radio("Time unit", ["week", "day"], format_func=str.title, horizontal=True, key=f"{prefix}_unit",
+                       help="The unit the model counts time in. Predictions in money do not depend on it much; "
+                            "weeks are the convention.")
+    return purchase_model, unit
+
+
+def _fit_with_progress(purchase_model: str, unit: str, calibration_end):
+    """Fit (or fetch from the cache) with a status box naming each step."""
+    label = f"{MODELS[purchase_model]}" + (" and Gamma-Gamma" if dataset.has_money else "")
+    with st.status(f"Fitting {label}...", expanded=False) as status:
+        started = time.perf_counter()
+        status.write("Summarising each customer's purchases and fitting by maximum likelihood...")
+        fitted = app_state.cached_clv_fit(dataset.fingerprint, ws, purchase_model, unit, calibration_end)
+        status.update(label=f"{label} fitted in {time.perf_counter() - started:.1f} s", state="complete")
+    return fitted
+
+
+def _parameters_table(fitted) -> pd.DataFrame:
+    meaning = {
+        "r": "shape of purchase rates", "alpha": "scale of purchase rates (time units)",
+        "a": "drop-out shape (a)", "b": "drop-out shape (b)", "s": "shape of lifetimes", "beta": "scale of lifetimes",
+        "p": "shape of order values", "q": "spread of customers' typical spend", "gamma": "scale of typical spend",
+    }
+    rows = [("Purchases (" + fitted.purchase_label + ")", name, value, meaning[name])
+            for name, value in fitted.purchase.params_.items()]
+    if fitted.spend is not None:
+        rows += [("Spend (Gamma-Gamma)", name, value, meaning[name]) for name, value in fitted.spend.params_.items()]
+    return pd.DataFrame(rows, columns=["Model", "Parameter", "Value", "What it describes"])
+
+
+with predictive_tab:
+    if dataset is None:
+        st.info("Load data on the **Data** page to predict each customer's value.")
+    else:
+        purchase_model, unit = _model_settings("clv_pred", st)
+        row = st.columns(3)
+        horizon = row[0].slider("Horizon (months)", 1, 60, 12, key="clv_pred_horizon",
+                                help="How far ahead to count each customer's purchases and value.")
+        monthly_discount = row[1].number_input(
+            "Monthly discount rate (%)", min_value=0.0, max_value=10.0, value=1.0, step=0.25, key="clv_pred_discount",
+            help="Money next month is worth this much less than today; 1 % a month is about 12.7 % a year.")
+        margin_pct = row[2].number_input("Gross margin (%)", min_value=1.0, max_value=100.0, value=100.0, step=5.0,
+                                         key="clv_pred_margin",
+                                         help="100 % gives CLV in revenue; set your margin for CLV in profit.")
+        try:
+            summary, fitted = _fit_with_progress(purchase_model, unit, None)
+            with st.spinner("Scoring every customer..."):
+                scores = app_state.cached_clv_scores(dataset.fingerprint, ws, purchase_model, unit, int(horizon),
+                                                     monthly_discount / 100, margin_pct / 100)
+        except ClmError as error:
+            st.error(str(error))
+        else:
+            for note in fitted.notes:
+                st.caption("ℹ️ " + note)
+            cells = st.columns(4)
+            cells[0].metric("Customers scored", f"{len(scores):,}")
+            cells[1].metric(f"Expected purchases, next {horizon} months", f"{scores['expected_purchases'].sum():,.0f}",
+                            help="Sum over customers of the purchases the model expects.")
+            cells[2].metric("Likely still active", f"{scores['probability_alive'].mean():.0%}",
+                            help="Average probability that a customer has not silently left.")
+            if "clv" in scores:
+                shares = value_concentration(scores["clv"])
+                cells[3].metric(f"Predicted CLV, next {horizon} months", app_state.money(scores["clv"].sum()),
+                                help=f"Total over all customers; average {scores['clv'].mean():,.2f} per customer. "
+                                     f"The top 10 % hold {shares[0.1]:.0%} of it, the top 20 % {shares[0.2]:.0%}.")
+                left, right = st.columns(2)
+                left.plotly_chart(clv_distribution_figure(scores["clv"], horizon_months=int(horizon)),
+                                  key="clv_pred_distribution")
+                right.plotly_chart(value_concentration_figure(scores["clv"]), key="clv_pred_concentration")
+            else:
+                st.info("This dataset has no amount column, so CLV in money cannot be computed; the purchase "
+                        "predictions and the probability of being active below still work.")
+            unit_label = unit
+            st.plotly_chart(probability_alive_figure(probability_alive_matrix(summary, fitted), unit=unit_label),
+                            key="clv_pred_alive")
+            st.caption(f"For a customer whose first purchase was {summary.frame['T'].max():,.0f} {unit}s before the "
+                       "end of the data. Many purchases with none lately (bottom left) means the customer has "
+                       "probably left.")
+            st.subheader("Top customers")
+            top = scores.head(50).rename(columns={
+                "customer_id": "Customer", "frequency": "Repeat purchases", "recency": f"Last purchase ({unit}s after first)",
+                "T": f"Customer for ({unit}s)", "monetary_value": "Average repeat order",
+                "probability_alive": "P(active)", "expected_purchases": f"Purchases next {horizon} months",
+                "expected_order_value": "Expected order value", "clv": f"CLV next {horizon} months"})
+            st.dataframe(top, hide_index=True, column_config={
+                "P(active)": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+            a, b = st.columns(2)
+            a.download_button("Per-customer CLV (CSV)", to_csv_bytes(scores), "customer_clv.csv", "text/csv",
+                              key="clv_pred_dl_csv", help="Every customer with contact columns, for campaigns.")
+            a.caption(f"{len(scores):,} customers")
+            b.download_button("Per-customer CLV (Excel)", to_excel_bytes({"customer_clv": scores}), "customer_clv.xlsx",
+                              "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key="clv_pred_dl_xlsx")
+            with st.expander("Model parameters"):
+                st.dataframe(_parameters_table(fitted), hide_index=True)
+                st.caption(f"Fitted by maximum likelihood on {fitted.purchase.n_customers_:,} customers; time in "
+                           f"{unit}s. Log-likelihood {fitted.purchase.log_likelihood_:,.1f}.")
+
+
+# --- model check -----------------------------------------------------------------------------------------
+with check_tab:
+    if dataset is None:
+        st.info("Load data on the **Data** page to check the predictions.")
+    else:
+        st.write("The model is fitted on purchases up to the **calibration end** only; its predictions for the "
+                 "period after are then compared with what customers really did.")
+        purchase_model, unit = _model_settings("clv_check", st)
+        summary_all = app_state.cached_summary(dataset.fingerprint, ws)
+        first, last = summary_all.first_date.date(), summary_all.last_date.date()
+        if first >= last - timedelta(days=1):
+            st.warning("Your data cover less than two days, too short for a check.")
+        else:
+            calibration_end = st.date_input(
+                "Calibration end", value=default_calibration_end(first, last), min_value=first,
+                max_value=last - timedelta(days=1), key="clv_check_end", format="DD/MM/YYYY",
+                help="Purchases up to and including this day train the model; the rest is the check period. "
+                     "The middle of your data is a good start.")
+            try:
+                _fit_with_progress(purchase_model, unit, calibration_end)
+                with st.spinner("Comparing predictions with the check period..."):
+                    check = app_state.cached_clv_check(dataset.fingerprint, ws, purchase_model, unit, calibration_end)
+            except ClmError as error:
+                st.error(str(error))
+            else:
+                totals, summary = check["totals"], check["summary"]
+                holdout = f"{calibration_end + timedelta(days=1):%d %b %Y} to {summary.data_end:%d %b %Y}"
+                cells = st.columns(4)
+                cells[0].metric("Repeat purchases in the check period", f"{totals['actual']:,.0f}",
+                                help=f"What the {len(summary.frame):,} customers acquired by the calibration end "
+                                     f"really did, {holdout}.")
+                cells[1].metric("Predicted", f"{totals['predicted']:,.0f}",
+                                delta=f"{totals['error']:+.1%} vs actual", delta_color="off")
+                if check["spend"] is not None:
+                    spend = check["spend"]
+                    cells[2].metric("Average purchase value, actual", app_state.money(spend["actual"], 2))
+                    cells[3].metric("Predicted", app_state.money(spend["predicted"], 2),
+                                    delta=f"{spend['error']:+.1%} vs actual", delta_color="off")
+                left, right = st.columns(2)
+                left.plotly_chart(tracking_figure(check["tracking"], calibration_end), key="clv_check_tracking")
+                right.plotly_chart(holdout_by_frequency_figure(check["by_frequency"], holdout_label=holdout),
+                                   key="clv_check_frequency")
+                st.caption("Bars close to each other mean the model ranks customers well: those who bought more "
+                           "before also buy more after. A tracking line that bends away in the check period means "
+                           "the total is off.")
