@@ -308,7 +308,7 @@ def load_raw(
             _load_excel(con, info, sheets or info.sheets[:1])
         elif info.kind == "parquet":
             con.execute(
-                f"CREATE TABLE {RAW_TABLE} AS SELECT CAST(COLUMNS(*) AS VARCHAR) FROM read_parquet(?)",
+                f"CREATE TEMP TABLE {RAW_TABLE} AS SELECT CAST(COLUMNS(*) AS VARCHAR) FROM read_parquet(?)",
                 [str(info.path)],
             )
             current = [row[0] for row in con.execute(f"DESCRIBE {RAW_TABLE}").fetchall()]
@@ -347,7 +347,7 @@ def _load_text(con: duckdb.DuckDBPyConnection, info: SourceInfo, workdir: Path) 
         )
         con.execute(
             f"""
-            CREATE TABLE {RAW_TABLE} AS
+            CREATE TEMP TABLE {RAW_TABLE} AS
             WITH lines AS (
                 SELECT regexp_split_to_array(trim(line, ?), '\\s+') AS fields
                 FROM read_csv(?, columns={{'line': 'VARCHAR'}}, delim=?, quote='', escape='',
@@ -362,7 +362,7 @@ def _load_text(con: duckdb.DuckDBPyConnection, info: SourceInfo, workdir: Path) 
     columns = "{" + ", ".join(f"'{name.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for name in info.columns) + "}"
     con.execute(
         f"""
-        CREATE TABLE {RAW_TABLE} AS
+        CREATE TEMP TABLE {RAW_TABLE} AS
         SELECT * FROM read_csv(?, delim=?, header=?, columns={columns}, encoding=?, compression=?,
                                null_padding=true, quote='"', escape='"', skip=0)
         """,
@@ -389,5 +389,5 @@ def _load_excel(con: duckdb.DuckDBPyConnection, info: SourceInfo, sheets: list[s
         )
     info.columns = list(stacked.columns)
     con.register("excel_upload", stacked.astype("string").astype(object))
-    con.execute(f"CREATE TABLE {RAW_TABLE} AS SELECT * FROM excel_upload")
+    con.execute(f"CREATE TEMP TABLE {RAW_TABLE} AS SELECT * FROM excel_upload")
     con.unregister("excel_upload")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from clm_core.reader import LINE_COLUMN, RAW_TABLE, SourceInfo, load_raw, sniff
 __all__ = ["StagedFile", "DatasetInfo", "Workspace", "file_digest"]
 
 _META_TABLE = "dataset_meta"
+MEMORY_LIMIT = "2GB"
 _SAMPLE_ROWS = 5000
 
 
@@ -79,8 +81,11 @@ class Workspace:
 
     def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
         self.path = str(path)
-        self._con = duckdb.connect(self.path, read_only=read_only)
         self._workdir = Path(tempfile.mkdtemp(prefix="clm-work-"))
+        # Each workspace is its own DuckDB instance: cap its memory so large files spill to this workspace's own
+        # temporary folder instead of growing without bound (several sessions share one machine).
+        self._con = duckdb.connect(self.path, read_only=read_only,
+                                   config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(self._workdir)})
 
     # -- loading -----------------------------------------------------------
     def stage_file(self, path: str | Path, *, original_name: str | None = None,
@@ -205,6 +210,7 @@ class Workspace:
 
     def close(self) -> None:
         self._con.close()
+        shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __enter__(self) -> "Workspace":
         return self
