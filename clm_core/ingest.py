@@ -21,7 +21,7 @@ import duckdb
 from clm_core import schema
 from clm_core.errors import InputFileError, MappingError
 from clm_core.mapping import ColumnMapping
-from clm_core.reader import LINE_COLUMN, RAW_TABLE
+from clm_core.reader import LINE_COLUMN, RAW_LINE, RAW_TABLE
 
 __all__ = [
     "REJECTED_TABLE",
@@ -195,7 +195,7 @@ def build_transactions(
             SELECT hash({partition}) AS row_hash FROM {RAW_TABLE} GROUP BY 1 HAVING count(*) > 1
         ),
         candidates AS (
-            SELECT {LINE_COLUMN}, {partition} FROM {RAW_TABLE}
+            SELECT {RAW_LINE} AS {LINE_COLUMN}, {partition} FROM {RAW_TABLE}
             WHERE hash({partition}) IN (SELECT row_hash FROM repeated)
         ),
         numbered AS (
@@ -212,7 +212,7 @@ def build_transactions(
         CREATE TEMP TABLE staged_rows AS
         WITH parsed AS (
             SELECT
-                {LINE_COLUMN},
+                {RAW_LINE} AS {LINE_COLUMN},
                 {_text(fields[schema.CUSTOMER_ID])} AS customer_id,
                 {order_text} AS order_text,
                 {order_ts} AS order_ts,
@@ -224,7 +224,7 @@ def build_transactions(
                 coalesce({money_bad}, TRUE) AS money_bad,
                 coalesce({zero}, FALSE) AS zero_price,
                 {return_test} AS is_return,
-                {LINE_COLUMN} IN (SELECT {LINE_COLUMN} FROM duplicate_rows) AS is_copy
+                {RAW_LINE} IN (SELECT {LINE_COLUMN} FROM duplicate_rows) AS is_copy
                 {extra_sql}
             FROM {RAW_TABLE}
         )
@@ -314,10 +314,9 @@ def build_transactions(
     con.execute(
         f"""
         CREATE TABLE {REJECTED_TABLE} AS
-        SELECT s.reason, r.{LINE_COLUMN}, {raw_select}
-        FROM staged_rows s JOIN {RAW_TABLE} r USING ({LINE_COLUMN})
+        SELECT s.reason, s.{LINE_COLUMN}, {raw_select}
+        FROM staged_rows s JOIN {RAW_TABLE} r ON s.{LINE_COLUMN} = r.rowid + 1
         WHERE s.reason IS NOT NULL
-        ORDER BY r.{LINE_COLUMN}
         """
     )
     con.execute("DROP TABLE staged_rows")

@@ -26,12 +26,13 @@ import pandas as pd
 
 from clm_core.errors import InputFileError
 
-__all__ = ["RAW_TABLE", "LINE_COLUMN", "SourceInfo", "sniff", "excel_sheet_names", "load_raw"]
+__all__ = ["RAW_TABLE", "LINE_COLUMN", "RAW_LINE", "SourceInfo", "sniff", "excel_sheet_names", "load_raw"]
 
 RAW_TABLE = "raw_upload"
-# 1-based position of the row among the file's data rows; kept beside the raw
-# cells so every rejected row can be traced back to the file.
+# 1-based position of the row among the file's data rows, so every rejected row can be traced back to the
+# file. ``raw_upload`` is written once, in file order, so its rowid + 1 is that position (RAW_LINE).
 LINE_COLUMN = "source_row"
+RAW_LINE = "(rowid + 1)"
 
 _SAMPLE_BYTES = 1 << 20
 _DELIMITERS = (",", ";", "\t", "|")
@@ -296,7 +297,7 @@ def load_raw(
     sheets: list[str] | None = None,
     workdir: str | Path | None = None,
 ) -> int:
-    """Load the file into ``raw_upload`` (all text, plus ``source_row``) and return its row count.
+    """Load the file into ``raw_upload`` (all text, in file order) and return its row count.
 
     For Excel, ``sheets`` chooses the sheets to stack (default: the first);
     they are stacked by column name.
@@ -321,9 +322,6 @@ def load_raw(
         con.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
         raise InputFileError(f"The file could not be read: {_duckdb_message(error)}.") from error
 
-    # rowid follows insertion order, which DuckDB keeps equal to file order.
-    con.execute(f"ALTER TABLE {RAW_TABLE} ADD COLUMN {LINE_COLUMN} BIGINT")
-    con.execute(f"UPDATE {RAW_TABLE} SET {LINE_COLUMN} = rowid + 1")
     rows = con.execute(f"SELECT count(*) FROM {RAW_TABLE}").fetchone()[0]
     if rows == 0:
         raise InputFileError("The file has a header row but no data rows. Export the data again with its rows.")

@@ -19,7 +19,7 @@ def _load(path, **kwargs):
     con = duckdb.connect()
     info = sniff(path, workdir=path.parent)
     rows = load_raw(con, info, workdir=path.parent, **kwargs)
-    return info, rows, con.execute(f"SELECT * FROM {RAW_TABLE} ORDER BY source_row").df()
+    return info, rows, con.execute(f"SELECT * FROM {RAW_TABLE} ORDER BY rowid").df()
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "latin-1", "cp1252"])

@@ -93,3 +93,17 @@ def test_data_without_repeat_buyers_gets_a_message(tmp_path):
     messages = [error.value for error in at.error]
     assert any("No customer bought more than once" in message for message in messages)
     assert "CLV per customer" in _metrics(at)  # the calculator still works
+
+
+def test_data_without_amounts_still_predicts_purchases(tmp_path, demo):
+    path = tmp_path / "no_money.csv"
+    demo[["customer_id", "order_id", "order_date"]].to_csv(path, index=False)
+    workspace = Workspace(tmp_path / "w.duckdb")
+    workspace.ingest(path)
+    at = _page({"workspace": workspace, "demo_checked": True})
+    assert not at.error
+    assert any("no amount column" in info.value for info in at.info)
+    metrics = _metrics(at)
+    assert metrics["Customers scored"] == f"{demo['customer_id'].nunique():,}"
+    assert "Predicted CLV, next 12 months" not in metrics
+    assert "Average purchase value, actual" not in metrics
