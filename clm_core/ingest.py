@@ -145,7 +145,7 @@ def build_transactions(
     options: IngestOptions = IngestOptions(),
 ) -> IngestReport:
     """Turn ``raw_upload`` into ``transactions`` and ``rejected_rows``; return the report."""
-    raw_columns = [row[0] for row in con.execute(f"DESCRIBE {RAW_TABLE}").fetchall() if row[0] != LINE_COLUMN]
+    raw_columns = [row[0] for row in con.execute(f"DESCRIBE {RAW_TABLE}").fetchall()]
     mapping.validate(raw_columns)
     fields = mapping.fields
     now = options.now or datetime.now()

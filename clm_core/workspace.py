@@ -28,7 +28,7 @@ from clm_core.reader import LINE_COLUMN, RAW_TABLE, SourceInfo, load_raw, sniff
 __all__ = ["StagedFile", "DatasetInfo", "Workspace", "file_digest"]
 
 _META_TABLE = "dataset_meta"
-MEMORY_LIMIT = "2GB"
+_MEMORY_LIMIT = "2GB"
 _SAMPLE_ROWS = 5000
 
 
@@ -85,7 +85,7 @@ class Workspace:
         # Each workspace is its own DuckDB instance: cap its memory so large files spill to this workspace's own
         # temporary folder instead of growing without bound (several sessions share one machine).
         self._con = duckdb.connect(self.path, read_only=read_only,
-                                   config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(self._workdir)})
+                                   config={"memory_limit": _MEMORY_LIMIT, "temp_directory": str(self._workdir)})
 
     # -- loading -----------------------------------------------------------
     def stage_file(self, path: str | Path, *, original_name: str | None = None,
@@ -135,7 +135,7 @@ class Workspace:
         return self.build(staged, mapping, options)
 
     def _raw_columns(self) -> list[str]:
-        return [row[0] for row in self._con.execute(f"DESCRIBE {RAW_TABLE}").fetchall() if row[0] != LINE_COLUMN]
+        return [row[0] for row in self._con.execute(f"DESCRIBE {RAW_TABLE}").fetchall()]
 
     def _write_meta(self, dataset: DatasetInfo) -> None:
         payload = {
