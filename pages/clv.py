@@ -200,8 +200,7 @@ with predictive_tab:
             else:
                 st.info("This dataset has no amount column, so CLV in money cannot be computed; the purchase "
                         "predictions and the probability of being active below still work.")
-            unit_label = unit
-            st.plotly_chart(probability_alive_figure(probability_alive_matrix(summary, fitted), unit=unit_label),
+            st.plotly_chart(probability_alive_figure(probability_alive_matrix(summary, fitted), unit=unit),
                             key="clv_pred_alive")
             st.caption(f"For a customer whose first purchase was {summary.frame['T'].max():,.0f} {unit}s before the "
                        "end of the data. Many purchases with none lately (bottom left) means the customer has "
