@@ -1,7 +1,7 @@
 """Named SQL queries over the canonical ``transactions`` table: the only transaction-level SQL above ingest.
 
 Every query is written in SQL that DuckDB and Spark SQL both accept
-(``date_trunc``, ``year``/``month``, ``COUNT(DISTINCT ..)``, ``CASE``, window
+(``date_trunc``, ``year``/``month``, ``COUNT(DISTINCT ..)``, ``CASE``, ``min_by``, window
 functions, ``$name`` parameters that a Spark runner rewrites to ``:name``).
 Code above this layer asks for a query by name and gets a pandas frame back;
 it never writes SQL. Results are small (customer- or period-level), never
@@ -48,11 +48,13 @@ QUERIES: dict[str, str] = {
         GROUP BY date_trunc('month', order_ts)
         ORDER BY month
     """,
+    # A customer's segment is its value on their first purchase (the smallest if that order has several, as a
+    # product category may): min_by over (time, value) exists in DuckDB and Spark SQL alike.
     # Per cohort (period of a customer's first purchase), optional segment, and calendar period:
     # customers who bought, net revenue and purchase orders. $period is 'week', 'month' or 'quarter'.
     "cohort_activity": """
         WITH firsts AS (
-            SELECT t.customer_id, MIN(t.order_ts) AS first_ts, MIN({segment}) AS segment
+            SELECT t.customer_id, MIN(t.order_ts) AS first_ts, min_by({segment}, (t.order_ts, {segment})) AS segment
             FROM transactions t WHERE NOT t.is_return GROUP BY t.customer_id
         ),
         customer_periods AS (
@@ -79,7 +81,7 @@ QUERIES: dict[str, str] = {
     "cohort_last_purchase": """
         WITH spans AS (
             SELECT t.customer_id, MIN(t.order_ts) AS first_ts, MAX(t.order_ts) AS last_ts,
-                   MIN({segment}) AS segment
+                   min_by({segment}, (t.order_ts, {segment})) AS segment
             FROM transactions t WHERE NOT t.is_return GROUP BY t.customer_id
         )
         SELECT date_trunc($period, first_ts) AS cohort, segment, date_trunc($period, last_ts) AS last_period,

@@ -148,3 +148,21 @@ def test_generated_average_curve_matches_ground_truth(tmp_path):
         n = curve.loc[k, "customers"]
         standard_error = np.sqrt(truth * (1 - truth) / n)
         assert abs(curve.loc[k, "retention"] - truth) < 4 * standard_error, (k, curve.loc[k, "retention"], truth)
+
+
+def test_split_uses_the_segment_of_the_first_purchase(tmp_path):
+    # a's first order is toys, later bags; b buys bags then toys; c's first order holds both (smallest wins).
+    path = tmp_path / "categories.csv"
+    path.write_text("customer_id,order_id,order_date,amount,category\n"
+                    "a,1,2021-01-05,10,Toys\na,2,2021-02-10,20,Bags\n"
+                    "b,3,2021-01-20,5,Bags\nb,4,2021-02-03,5,Toys\n"
+                    "c,5,2021-01-21,8,Toys\nc,5,2021-01-21,3,Bags\nc,6,2021-03-01,4,Toys\n")
+    from dataclasses import replace
+
+    with Workspace() as workspace:
+        staged = workspace.stage_file(path)
+        workspace.build(staged, replace(staged.guess, segments=["category"]))
+        table = cohort_table(workspace, segment="seg_category")
+    january = table.long[(table.long["cohort"] == pd.Timestamp("2021-01-01")) & (table.long["offset"] == 0)]
+    sizes = dict(zip(january["segment"], january["cohort_size"]))
+    assert sizes == {"Toys": 1, "Bags": 2}
