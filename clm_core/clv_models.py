@@ -73,16 +73,25 @@ class _Model:
     def _start(self, data: tuple[np.ndarray, ...]) -> list[np.ndarray]:
         return [np.zeros(len(self.param_names))]
 
-    def _objective(self, log_params: np.ndarray, data, weights: np.ndarray, total: float):
+    @property
+    def _has_gradient(self) -> bool:
+        return type(self)._row_gradient is not _Model._row_gradient
+
+    def _penalised_loss(self, log_params: np.ndarray, data, weights: np.ndarray, total: float) -> float:
+        """Mean negative log-likelihood (plus the L2 penalty) at ``exp(log_params)``."""
         params = np.exp(log_params)
         with np.errstate(all="ignore"):
             rows = self._row_log_likelihood(params, data)
-            value = -(weights @ rows) / total + self.penalizer * float(params @ params)
+            return float(-(weights @ rows) / total + self.penalizer * float(params @ params))
+
+    def _objective(self, log_params: np.ndarray, data, weights: np.ndarray, total: float):
+        value = self._penalised_loss(log_params, data, weights, total)
+        if not self._has_gradient:
+            return value
         if not np.isfinite(value):
             return np.inf, np.zeros_like(log_params)
+        params = np.exp(log_params)
         gradient = self._row_gradient(params, data)
-        if gradient is None:
-            return value
         with np.errstate(all="ignore"):
             natural = -(gradient @ weights) / total + 2 * self.penalizer * params
         return value, natural * params  # chain rule: d/dlog(theta) = theta * d/dtheta
@@ -91,10 +100,8 @@ class _Model:
         size = len(data[0])
         weights = np.ones(size) if weights is None else np.asarray(weights, dtype=float)
         total = float(weights.sum())
-        analytic = self._row_gradient(np.ones(len(self.param_names)), tuple(d[:1] for d in data)) is not None
         starts = [start for start in self._start(data)
-                  if np.isfinite(self._objective(start, data, weights, total)[0] if analytic
-                                 else self._objective(start, data, weights, total))]
+                  if np.isfinite(self._penalised_loss(start, data, weights, total))]
         if not starts:
             raise ConvergenceError(
                 f"The {self.label} model cannot be computed on these numbers: its likelihood overflows. "
@@ -103,7 +110,7 @@ class _Model:
         best = None
         for start in starts:
             result = optimize.minimize(
-                self._objective, start, args=(data, weights, total), jac=analytic or None,
+                self._objective, start, args=(data, weights, total), jac=self._has_gradient or None,
                 method="L-BFGS-B", bounds=[(-_LOG_BOUND, _LOG_BOUND)] * len(start),
                 options={"maxiter": self.max_iter, "ftol": self.tol, "gtol": 1e-9, "maxcor": 30},
             )
@@ -117,10 +124,10 @@ class _Model:
                 "likelihood). Try a longer calibration period or the other purchase model."
             )
         if np.any(np.abs(best.x) >= _LOG_BOUND - 0.1):
-            name = self.param_names[int(np.argmax(np.abs(best.x)))]
+            worst = int(np.argmax(np.abs(best.x)))
             raise ConvergenceError(
-                f"The {self.label} model did not converge: parameter {name} ran off to an extreme value "
-                f"({np.exp(best.x[self.param_names.index(name)]):.3g}), so the estimate is not reliable. This happens "
+                f"The {self.label} model did not converge: parameter {self.param_names[worst]} ran off to an extreme "
+                f"value ({np.exp(best.x[worst]):.3g}), so the estimate is not reliable. This happens "
                 "with very few customers or repeat purchases, or when nobody seems to stop buying. Try a longer "
                 "calibration period or the other model."
             )
