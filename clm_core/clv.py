@@ -21,6 +21,7 @@ where ``E[Y(t)]`` is the purchase model's conditional expectation and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date
 
 import numpy as np
@@ -84,6 +85,15 @@ class CustomerSummary:
     @property
     def repeat_customers(self) -> int:
         return int((self.frame["frequency"] > 0).sum())
+
+    @cached_property
+    def compressed(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
+        """Unique (frequency, recency, T) rows in the unit, their counts and the map back to customers;
+        computed once, as fitting, scoring and the checks all evaluate the models on these rows."""
+        (x, recency_days, t_days), counts, inverse = compress_rows(
+            self.frame["frequency"].to_numpy(), self.frame["recency_days"].to_numpy(), self.frame["T_days"].to_numpy())
+        unit_days = UNITS[self.unit]
+        return (x.astype(float), recency_days / unit_days, t_days / unit_days), counts, inverse
 
 
 def _day(value) -> date:
@@ -152,20 +162,11 @@ class FittedCLV:
         return MODELS[self.purchase_key]
 
 
-def _compressed(summary: CustomerSummary):
-    """Unique (frequency, recency, T) rows in days, their counts and the map back to customers."""
-    frame = summary.frame
-    (x, recency_days, t_days), counts, inverse = compress_rows(
-        frame["frequency"].to_numpy(), frame["recency_days"].to_numpy(), frame["T_days"].to_numpy())
-    unit_days = UNITS[summary.unit]
-    return (x.astype(float), recency_days / unit_days, t_days / unit_days), counts, inverse
-
-
 def fit_clv_models(summary: CustomerSummary, *, purchase_model: str = "bgnbd", with_spend: bool = True) -> FittedCLV:
     """Fit the purchase model (``bgnbd`` or ``pareto``) and, with money, Gamma-Gamma on repeat customers."""
     if purchase_model not in PURCHASE_MODELS:
         raise ValueError(f"purchase_model must be one of {', '.join(PURCHASE_MODELS)}")
-    (x, recency, T), counts, _ = _compressed(summary)
+    (x, recency, T), counts, _ = summary.compressed
     purchase = PURCHASE_MODELS[purchase_model]().fit(x, recency, T, weights=counts)
     notes = []
     spend = None
@@ -202,7 +203,7 @@ def predict_customers(
         raise ValueError("horizon_months must be at least 1")
     if not 0 <= monthly_discount_rate < 1:
         raise ValueError("monthly_discount_rate must be in [0, 1)")
-    (x, recency, T), _, inverse = _compressed(summary)
+    (x, recency, T), _, inverse = summary.compressed
     model = fitted.purchase
     month = DAYS_PER_MONTH / UNITS[summary.unit]
     months = np.arange(horizon_months + 1)
@@ -234,7 +235,7 @@ def predict_customers(
 def _holdout_predictions(summary: CustomerSummary, fitted: FittedCLV) -> np.ndarray:
     if summary.calibration_end is None:
         raise DataRangeError("The model check needs a calibration end date, so that there is a holdout to compare.")
-    (x, recency, T), _, inverse = _compressed(summary)
+    (x, recency, T), _, inverse = summary.compressed
     with np.errstate(all="ignore"):
         return fitted.purchase.expected_purchases(summary.holdout_length, x, recency, T)[inverse]
 
