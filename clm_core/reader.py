@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+from isal import igzip, isal_zlib
 
 from clm_core.errors import InputFileError
 
@@ -274,7 +275,7 @@ def excel_sheet_names(path: str | Path) -> list[str]:
 def _transcode_to_utf8(info: SourceInfo, workdir: Path) -> Path:
     """Rewrite a Windows-1252 file as UTF-8 in chunks (DuckDB reads Latin-1 itself)."""
     target = workdir / "transcoded.csv"
-    opener = gzip.open if info.compression == "gzip" else open
+    opener = igzip.open if info.compression == "gzip" else open
     with opener(info.path, "rb") as source, open(target, "w", encoding="utf-8", newline="") as sink:
         reader = io.TextIOWrapper(source, encoding="cp1252", errors="replace", newline="")
         shutil.copyfileobj(reader, sink, 1 << 22)
@@ -333,11 +334,35 @@ def load_raw(
     return rows
 
 
+def _decompress(info: SourceInfo, workdir: Path) -> Path:
+    """A plain copy of a .gz upload: DuckDB parses a plain file on every core but a gzip stream on one,
+    so decompressing first (ISA-L's inflate: about 0.05 s per 50 MB) makes the whole read faster."""
+    target = workdir / "decompressed.csv"
+    try:
+        with igzip.open(info.path, "rb") as source, open(target, "wb") as sink:
+            shutil.copyfileobj(source, sink, 1 << 22)
+    except (OSError, EOFError, isal_zlib.error) as error:
+        target.unlink(missing_ok=True)
+        raise InputFileError(
+            f"The .gz file is damaged and could not be decompressed ({error}). Upload the original file."
+        ) from error
+    return target
+
+
 def _load_text(con: duckdb.DuckDBPyConnection, info: SourceInfo, workdir: Path) -> None:
     path, encoding = info.path, info.encoding
     if encoding == "cp1252":
         path, encoding = _transcode_to_utf8(info, workdir), "utf-8"
-    compression = "gzip" if info.compression == "gzip" and path == info.path else "none"
+    elif info.compression == "gzip":
+        path = _decompress(info, workdir)
+    try:
+        _read_text(con, info, path, encoding)
+    finally:
+        if path != info.path:
+            path.unlink(missing_ok=True)
+
+
+def _read_text(con: duckdb.DuckDBPyConnection, info: SourceInfo, path: Path, encoding: str) -> None:
     if info.kind == "whitespace":
         # DuckDB has no regex delimiter: read whole lines, then split on runs of blanks.
         select = ", ".join(
@@ -349,22 +374,22 @@ def _load_text(con: duckdb.DuckDBPyConnection, info: SourceInfo, workdir: Path) 
             WITH lines AS (
                 SELECT regexp_split_to_array(trim(line, ?), '\\s+') AS fields
                 FROM read_csv(?, columns={{'line': 'VARCHAR'}}, delim=?, quote='', escape='',
-                              header=false, encoding=?, compression=?)
+                              header=false, encoding=?, compression='none')
                 WHERE trim(line, ?) <> ''
             )
             SELECT {select} FROM lines {"OFFSET 1" if info.header else ""}
             """,
-            [" \t\r", str(path), "\x01", encoding, compression, " \t\r"],
+            [" \t\r", str(path), "\x01", encoding, " \t\r"],
         )
         return
     columns = "{" + ", ".join(f"'{name.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for name in info.columns) + "}"
     con.execute(
         f"""
         CREATE TEMP TABLE {RAW_TABLE} AS
-        SELECT * FROM read_csv(?, delim=?, header=?, columns={columns}, encoding=?, compression=?,
+        SELECT * FROM read_csv(?, delim=?, header=?, columns={columns}, encoding=?, compression='none',
                                null_padding=true, quote='"', escape='"', skip=0)
         """,
-        [str(path), info.delimiter, info.header, encoding, compression],
+        [str(path), info.delimiter, info.header, encoding],
     )
 
 

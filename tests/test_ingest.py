@@ -145,6 +145,13 @@ def test_online_retail_counts_match_independent_pandas(online_retail_path, onlin
     assert report.rows_flagged["return"] == (kept & is_return).sum()
     assert report.rows_flagged["zero_price"] == (kept & (price == 0)).sum()
 
+    # Every rejected row points back at its line in the file and carries that line's text.
+    rejected = workspace.rejected_rows()
+    for reason, mask in (("missing_customer_id", missing), ("duplicate", is_duplicate)):
+        rows = rejected[rejected["reason"] == reason]
+        assert rows["source_row"].tolist() == (np.flatnonzero(mask.to_numpy()) + 1).tolist()
+        assert rows["Description"].fillna("").tolist() == raw.loc[mask, "Description"].tolist()
+
     totals = workspace.query("dataset_totals").iloc[0]
     line_revenue = np.where(is_return, -np.abs(quantity * price), quantity * price)
     assert totals["customers"] == raw.loc[kept, "CustomerID"].nunique()

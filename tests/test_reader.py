@@ -57,6 +57,23 @@ def test_gzip_and_zip(tmp_path):
     assert info.compression == "zip" and rows == 2 and frame.loc[0, "amount"] == "3,50"
 
 
+def test_large_gzip_keeps_file_order_and_a_damaged_one_is_explained(tmp_path):
+    # Big enough (about 6 MB unpacked) that DuckDB reads the unpacked copy with several threads.
+    lines = ["customer_id,order_date,amount"] + [f"c{i},2021-01-{i % 28 + 1:02d},{i}.25" for i in range(250_000)]
+    packed = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=1)
+    path = tmp_path / "big.csv.gz"
+    path.write_bytes(packed)
+    info, rows, frame = _load(path)
+    assert rows == 250_000
+    assert frame["customer_id"].tolist() == [f"c{i}" for i in range(250_000)]
+    assert not list(tmp_path.glob("decompressed*")), "the unpacked copy is removed after loading"
+
+    damaged = tmp_path / "damaged.csv.gz"
+    damaged.write_bytes(packed[: len(packed) * 3 // 4])
+    with pytest.raises(InputFileError, match="damaged"):
+        _load(damaged)
+
+
 def test_excel_sheets_can_be_stacked(tmp_path):
     path = tmp_path / "book.xlsx"
     with pd.ExcelWriter(path) as writer:
