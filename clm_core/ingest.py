@@ -98,7 +98,13 @@ def attribute_column(prefix: str, label: str) -> str:
 
 
 def _text(column: str | None) -> str:
-    return f"NULLIF(trim({sql_identifier(column)}), '')" if column else "NULL"
+    """SQL for a text field without surrounding spaces; empty becomes NULL."""
+    if not column:
+        return "NULL"
+    value = sql_identifier(column)
+    # trim() copies every string, and most values have no spaces to remove (trim removes spaces only).
+    return (f"NULLIF(CASE WHEN starts_with({value}, ' ') OR ends_with({value}, ' ') THEN trim({value}) "
+            f"ELSE {value} END, '')")
 
 
 def _number(column: str | None, style: str) -> str:
@@ -114,29 +120,35 @@ def _number(column: str | None, style: str) -> str:
     cleaned = f"regexp_replace({cleaned}, '^\\((.*)\\)$', '-\\1')"
     if style == "comma":
         return f"TRY_CAST({cleaned} AS DOUBLE)"
-    # Most cells are plain numbers: cast them directly and clean only the rest (same result, far fewer regexes).
-    return f"coalesce(TRY_CAST(trim({sql_identifier(column)}) AS DOUBLE), TRY_CAST({cleaned} AS DOUBLE))"
+    # Most cells are plain numbers: cast them directly (the cast ignores surrounding blanks) and clean only the
+    # rest (same result, far fewer regexes).
+    return f"coalesce(TRY_CAST({sql_identifier(column)} AS DOUBLE), TRY_CAST({cleaned} AS DOUBLE))"
 
 
 def _slashed_formats(date_format: str) -> list[str]:
     """Every strptime format a month-first or day-first date may be written in."""
     first, second = ("%d", "%m") if date_format == "dmy" else ("%m", "%d")
     formats = []
+    # Two-digit years first: '%Y' would read '3/4/11' as the year 11, while '%y' never reads a four-digit year.
     for separator in ("/", "-", "."):
-        for year in ("%Y", "%y"):
+        for year in ("%y", "%Y"):
             base = separator.join((first, second, year))
             formats += [f"{base} %H:%M:%S", f"{base} %H:%M", f"{base} %I:%M %p", f"{base}"]
     return formats
 
 
-def _rank_formats(con: duckdb.DuckDBPyConnection, column: str, formats: list[str], sample_rows: int = 2000) -> list[str]:
-    """The formats that read some of the column's first values, most successful first."""
+def _likely_formats(con: duckdb.DuckDBPyConnection, column: str, formats: list[str], *, keep: int = 3,
+                    sample_rows: int = 2000) -> tuple[str, ...]:
+    """The ``keep`` formats that read most of the column's first values, each with its two-digit-year twin
+    when that reads some too, two-digit years first (so '3/4/11' never becomes the year 11)."""
     counts = ", ".join(f"count(try_strptime(v, '{fmt}'))" for fmt in formats)
     row = con.execute(
         f"SELECT {counts} FROM (SELECT trim({sql_identifier(column)}) AS v FROM {RAW_TABLE} LIMIT {sample_rows})"
     ).fetchone()
-    ranked = sorted((-hits, position) for position, hits in enumerate(row) if hits)
-    return [formats[position] for _, position in ranked]
+    hits = dict(zip(formats, row))
+    best = sorted(formats, key=lambda fmt: -hits[fmt])[:keep]
+    chosen = {twin for fmt in best for twin in (fmt, fmt.replace("%Y", "%y")) if hits[twin]}
+    return tuple(sorted(chosen, key=lambda fmt: ("%Y" in fmt, -hits[fmt], formats.index(fmt))))
 
 
 def _timestamp(column: str, date_format: str, likely_formats: tuple[str, ...] = ()) -> str:
@@ -148,7 +160,7 @@ def _timestamp(column: str, date_format: str, likely_formats: tuple[str, ...] = 
     value = f"trim({sql_identifier(column)})"
     if date_format == "iso":
         # A trailing time-zone offset is dropped: the local time of the order is what counts.
-        return (f"coalesce(TRY_CAST({value} AS TIMESTAMP), "
+        return (f"coalesce(TRY_CAST({sql_identifier(column)} AS TIMESTAMP), "
                 f"TRY_CAST(replace(left({value}, 19), 'T', ' ') AS TIMESTAMP))")
     if date_format == "ymd_compact":
         return f"try_strptime({value}, '%Y%m%d')"
@@ -192,9 +204,9 @@ def build_transactions(
         amount, money_bad, zero = "CAST(NULL AS DOUBLE)", "FALSE", "FALSE"
 
     date_column = fields[schema.ORDER_TS]
-    likely = _rank_formats(con, date_column, _slashed_formats(mapping.date_format)) if mapping.date_format in (
-        "mdy", "dmy") else []
-    order_ts = _timestamp(date_column, mapping.date_format, tuple(likely[:3]))
+    likely = _likely_formats(con, date_column, _slashed_formats(mapping.date_format)) if mapping.date_format in (
+        "mdy", "dmy") else ()
+    order_ts = _timestamp(date_column, mapping.date_format, likely)
     order_text = _text(fields.get(schema.ORDER_ID))
     return_test = f"(coalesce(({quantity}) < 0, FALSE) OR coalesce(({amount}) < 0, FALSE)"
     if schema.ORDER_ID in fields:

@@ -14,27 +14,25 @@ from __future__ import annotations
 
 __all__ = ["QUERIES", "query_text"]
 
-_PURCHASES = "SELECT * FROM transactions WHERE NOT is_return"
-
 QUERIES: dict[str, str] = {
     # One row: the headline numbers of a dataset.
-    "dataset_totals": f"""
-        WITH purchases AS ({_PURCHASES}),
-        per_customer AS (
-            SELECT customer_id, COUNT(DISTINCT order_id) AS orders
-            FROM purchases GROUP BY customer_id
+    "dataset_totals": """
+        WITH per_customer AS (
+            SELECT customer_id, COUNT(DISTINCT CASE WHEN NOT is_return THEN order_id END) AS orders
+            FROM transactions GROUP BY customer_id
         )
         SELECT
-            (SELECT COUNT(DISTINCT customer_id) FROM transactions) AS customers,
-            (SELECT COUNT(*) FROM per_customer) AS buying_customers,
+            (SELECT COUNT(*) FROM per_customer) AS customers,
+            (SELECT COUNT(*) FROM per_customer WHERE orders >= 1) AS buying_customers,
             (SELECT COUNT(*) FROM per_customer WHERE orders >= 2) AS repeat_customers,
-            (SELECT COUNT(DISTINCT order_id) FROM purchases) AS orders,
-            (SELECT COUNT(DISTINCT order_id) FROM transactions WHERE is_return) AS return_orders,
-            (SELECT SUM(amount) FROM purchases) AS gross_revenue,
-            (SELECT SUM(amount) FROM transactions) AS net_revenue,
-            (SELECT MIN(order_ts) FROM transactions) AS first_ts,
-            (SELECT MAX(order_ts) FROM transactions) AS last_ts,
-            (SELECT COUNT(*) FROM transactions) AS rows
+            COUNT(DISTINCT CASE WHEN NOT is_return THEN order_id END) AS orders,
+            COUNT(DISTINCT CASE WHEN is_return THEN order_id END) AS return_orders,
+            SUM(CASE WHEN NOT is_return THEN amount END) AS gross_revenue,
+            SUM(amount) AS net_revenue,
+            MIN(order_ts) AS first_ts,
+            MAX(order_ts) AS last_ts,
+            COUNT(*) AS rows
+        FROM transactions
     """,
     # Revenue, orders and active customers per calendar month.
     "revenue_by_month": """

@@ -95,7 +95,7 @@ class Workspace:
         rows = load_raw(self._con, info, sheets=sheets, workdir=self._workdir)
         columns = [name for name in self._raw_columns()]
         sample = self._con.execute(
-            f"SELECT * FROM {RAW_TABLE} ORDER BY rowid LIMIT {_SAMPLE_ROWS}"
+            f"SELECT * FROM {RAW_TABLE} WHERE rowid < {_SAMPLE_ROWS} ORDER BY rowid"
         ).df()
         digest = file_digest(path)
         if info.kind == "excel":

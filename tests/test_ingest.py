@@ -104,6 +104,39 @@ def test_date_formats(tmp_path, values, date_format):
     assert stamps.dt.month.tolist() == [12, 2]
 
 
+def test_every_shape_of_a_date_format_is_read_exactly(tmp_path):
+    # The most common shapes are parsed first (fast paths); every other shape still reaches the full list.
+    values = ["12/31/2011 08:26"] * 3 + ["2/1/2011", "3/4/11 1:05 PM", "12-30-2011 08:26:07", " 5/6/2011   10:00 "]
+    workspace, report = _ingest(tmp_path, "customer_id,order_date,amount\n" + "".join(
+        f"c{i},{v},1\n" for i, v in enumerate(values)))
+    assert report.rows_rejected["unparseable_date"] == 0
+    stamps = workspace.query("preview", limit=10)["order_ts"].tolist()
+    assert stamps == [pd.Timestamp("2011-12-31 08:26")] * 3 + [
+        pd.Timestamp("2011-02-01"), pd.Timestamp("2011-03-04 13:05"), pd.Timestamp("2011-12-30 08:26:07"),
+        pd.Timestamp("2011-05-06 10:00")]
+
+
+def test_rare_two_digit_years_are_not_read_as_the_year_11(tmp_path):
+    # Four-digit shapes dominate the sample, so they lead the fast paths; the rare '3/4/11 1:05 PM' must still
+    # be read with a two-digit year.
+    values = ["12/31/2011 08:26"] * 1000 + ["2/1/2011"] * 500 + ["3/4/2011 1:05 PM"] * 300 + ["3/4/11 1:05 PM"] * 10
+    workspace, report = _ingest(tmp_path, "customer_id,order_date,amount\n" + "".join(
+        f"c{i},{v},1\n" for i, v in enumerate(values)))
+    assert report.rows_kept == len(values)
+    stamps = workspace.query("preview", limit=len(values))["order_ts"]
+    assert stamps.value_counts().to_dict() == {pd.Timestamp("2011-12-31 08:26"): 1000,
+                                               pd.Timestamp("2011-02-01"): 500,
+                                               pd.Timestamp("2011-03-04 13:05"): 310}
+
+
+def test_iso_dates_keep_local_time_and_drop_offsets(tmp_path):
+    values = ["2011-12-09T12:50:00+01:00", "2011-12-09 12:50:00-0500", " 2011-12-09T12:50:00Z ", "2011-12-09"]
+    workspace, report = _ingest(tmp_path, "customer_id,order_date,amount\n" + "".join(
+        f"c{i},{v},1\n" for i, v in enumerate(values)))
+    stamps = workspace.query("preview", limit=10)["order_ts"].tolist()
+    assert stamps == [pd.Timestamp("2011-12-09 12:50")] * 3 + [pd.Timestamp("2011-12-09")]
+
+
 def test_file_without_money_still_loads(tmp_path):
     workspace, report = _ingest(tmp_path, "customer,date,product\na,2021-01-01,p1\nb,2021-01-02,p2\n")
     assert report.rows_kept == 2
