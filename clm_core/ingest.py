@@ -2,7 +2,9 @@
 
 Each raw row ends up either in ``transactions`` or in ``rejected_rows`` with
 exactly one reason (the first that applies, in the order of ``REJECT_REASONS``),
-so ``rows_in == rows_kept + sum(rows_rejected.values())`` always holds.
+so ``rows_in == rows_kept + sum(rows_rejected.values())`` always holds. Both are
+views over one stored table, ``ingested_rows``, that holds every row of the file
+with its reason (none for kept rows) and, for rejected rows, the file's own text.
 Returns (negative quantity or amount, or an invoice id like ``C536379``) are
 kept with negative amounts and netted against revenue unless dropped; zero-price
 lines are kept as purchases unless dropped. Both are counted as flags.
@@ -25,6 +27,7 @@ from clm_core.reader import LINE_COLUMN, RAW_LINE, RAW_TABLE
 
 __all__ = [
     "REJECTED_TABLE",
+    "INGESTED_TABLE",
     "REJECT_REASONS",
     "FLAG_REASONS",
     "IngestOptions",
@@ -35,6 +38,8 @@ __all__ = [
 ]
 
 REJECTED_TABLE = "rejected_rows"
+INGESTED_TABLE = "ingested_rows"
+_NEW_TABLE = "ingested_rows_new"
 REJECT_REASONS = {
     "missing_customer_id": "Customer ID is empty",
     "unparseable_date": "Order date could not be read as a date",
@@ -178,7 +183,10 @@ def build_transactions(
     mapping: ColumnMapping,
     options: IngestOptions = IngestOptions(),
 ) -> IngestReport:
-    """Turn ``raw_upload`` into ``transactions`` and ``rejected_rows``; return the report."""
+    """Turn ``raw_upload`` into ``transactions`` and ``rejected_rows``; return the report.
+
+    A build that fails (no dates, no numbers, nothing kept) leaves the previous dataset as it was.
+    """
     raw_columns = [row[0] for row in con.execute(f"DESCRIBE {RAW_TABLE}").fetchall()]
     mapping.validate(raw_columns)
     fields = mapping.fields
@@ -220,7 +228,7 @@ def build_transactions(
     ]
     extra_labels = mapping.segments + mapping.contacts
     extra_sql = "".join(f", {_text(label)} AS {name}" for label, name in zip(extra_labels, extra_names))
-    partition = ", ".join(sql_identifier(column) for column in raw_columns)
+    every_column = ", ".join(sql_identifier(column) for column in raw_columns)
 
     # Exact duplicates: rows whose hash occurs more than once are the only candidates; among them a window over
     # every column (so a hash collision can never reject a row) numbers the copies in file order.
@@ -229,59 +237,90 @@ def build_transactions(
         f"""
         CREATE TEMP TABLE duplicate_rows AS
         WITH repeated AS (
-            SELECT hash({partition}) AS row_hash FROM {RAW_TABLE} GROUP BY 1 HAVING count(*) > 1
+            SELECT hash({every_column}) AS row_hash FROM {RAW_TABLE} GROUP BY 1 HAVING count(*) > 1
         ),
         candidates AS (
-            SELECT {RAW_LINE} AS {LINE_COLUMN}, {partition} FROM {RAW_TABLE}
-            WHERE hash({partition}) IN (SELECT row_hash FROM repeated)
+            SELECT {RAW_LINE} AS {LINE_COLUMN}, {every_column} FROM {RAW_TABLE}
+            WHERE hash({every_column}) IN (SELECT row_hash FROM repeated)
         ),
         numbered AS (
-            SELECT {LINE_COLUMN}, row_number() OVER (PARTITION BY {partition} ORDER BY {LINE_COLUMN}) AS copy_number
+            SELECT {LINE_COLUMN}, row_number() OVER (PARTITION BY {every_column} ORDER BY {LINE_COLUMN}) AS copy_number
             FROM candidates
         )
         SELECT {LINE_COLUMN} FROM numbered WHERE copy_number > 1
         """
     )
 
-    con.execute("DROP TABLE IF EXISTS staged_rows")
-    con.execute(
-        f"""
-        CREATE TEMP TABLE staged_rows AS
-        WITH parsed AS (
+    # Every row of the file, parsed, with its fate: the kept rows are the canonical columns with no reason; the
+    # file's own text is stored for rejected rows only. One stored table is written once; physical row order is
+    # free (source_row says where each row was), and writing it unordered halves the time of the write.
+    raw_names = [f"raw_{position}" for position in range(len(raw_columns))]
+    raw_kept = "".join(f", {sql_identifier(column)} AS {name}" for column, name in zip(raw_columns, raw_names))
+    raw_if_rejected = "".join(f", CASE WHEN reason IS NOT NULL THEN {name} END AS {name}" for name in raw_names)
+    con.execute(f"DROP TABLE IF EXISTS {_NEW_TABLE}")
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        con.execute(
+            f"""
+            CREATE TABLE {_NEW_TABLE} AS
+            WITH parsed AS (
+                SELECT
+                    {RAW_LINE} AS {LINE_COLUMN},
+                    {_text(fields[schema.CUSTOMER_ID])} AS customer_id,
+                    {order_text} AS order_text,
+                    {order_ts} AS order_ts,
+                    {amount} AS amount,
+                    {quantity} AS quantity,
+                    {price} AS unit_price,
+                    {_text(fields.get(schema.PRODUCT_ID))} AS product_id,
+                    {_text(fields.get(schema.PRODUCT_NAME))} AS product_name,
+                    coalesce({money_bad}, TRUE) AS money_bad,
+                    coalesce({zero}, FALSE) AS zero_price,
+                    {return_test} AS is_return,
+                    {RAW_LINE} IN (SELECT {LINE_COLUMN} FROM duplicate_rows) AS is_copy
+                    {extra_sql}
+                    {raw_kept}
+                FROM {RAW_TABLE}
+            ),
+            classified AS (
+                SELECT *,
+                    CASE
+                        WHEN customer_id IS NULL THEN 'missing_customer_id'
+                        WHEN order_ts IS NULL THEN 'unparseable_date'
+                        WHEN order_ts > $future_limit THEN 'future_date'
+                        WHEN money_bad THEN 'non_numeric_amount'
+                        WHEN zero_price AND $drop_zero THEN 'zero_price_dropped'
+                        WHEN is_copy AND NOT $keep_duplicates THEN 'duplicate'
+                        WHEN is_return AND $drop_returns THEN 'return_dropped'
+                    END AS reason
+                FROM parsed
+            )
+            -- Without an order id, a customer's lines at one timestamp form one order.
             SELECT
-                {RAW_LINE} AS {LINE_COLUMN},
-                {_text(fields[schema.CUSTOMER_ID])} AS customer_id,
-                {order_text} AS order_text,
-                {order_ts} AS order_ts,
-                {amount} AS amount,
-                {quantity} AS quantity,
-                {price} AS unit_price,
-                {_text(fields.get(schema.PRODUCT_ID))} AS product_id,
-                {_text(fields.get(schema.PRODUCT_NAME))} AS product_name,
-                coalesce({money_bad}, TRUE) AS money_bad,
-                coalesce({zero}, FALSE) AS zero_price,
-                {return_test} AS is_return,
-                {RAW_LINE} IN (SELECT {LINE_COLUMN} FROM duplicate_rows) AS is_copy
-                {extra_sql}
-            FROM {RAW_TABLE}
+                customer_id AS {schema.CUSTOMER_ID},
+                coalesce(order_text, customer_id || '@' || strftime(order_ts, '%Y-%m-%d %H:%M:%S'))
+                    AS {schema.ORDER_ID},
+                order_ts AS {schema.ORDER_TS},
+                CASE WHEN is_return THEN -abs(amount) ELSE amount END AS {schema.AMOUNT},
+                CASE WHEN is_return THEN -abs(quantity) ELSE quantity END AS {schema.QUANTITY},
+                unit_price AS {schema.UNIT_PRICE},
+                product_id AS {schema.PRODUCT_ID},
+                product_name AS {schema.PRODUCT_NAME},
+                is_return AS {schema.IS_RETURN},
+                {LINE_COLUMN}
+                {"".join(f", {name}" for name in extra_names)},
+                reason, money_bad, zero_price, is_copy
+                {raw_if_rejected}
+            FROM classified
+            """,
+            {"future_limit": future_limit, "drop_zero": options.drop_zero_price,
+             "drop_returns": options.drop_returns, "keep_duplicates": options.keep_duplicates},
         )
-        SELECT *,
-            CASE
-                WHEN customer_id IS NULL THEN 'missing_customer_id'
-                WHEN order_ts IS NULL THEN 'unparseable_date'
-                WHEN order_ts > $future_limit THEN 'future_date'
-                WHEN money_bad THEN 'non_numeric_amount'
-                WHEN zero_price AND $drop_zero THEN 'zero_price_dropped'
-                WHEN is_copy AND NOT $keep_duplicates THEN 'duplicate'
-                WHEN is_return AND $drop_returns THEN 'return_dropped'
-            END AS reason
-        FROM parsed
-        """,
-        {"future_limit": future_limit, "drop_zero": options.drop_zero_price, "drop_returns": options.drop_returns,
-         "keep_duplicates": options.keep_duplicates},
-    )
+    finally:
+        con.execute("RESET preserve_insertion_order")
+        con.execute("DROP TABLE duplicate_rows")
     counts = con.execute(
-        """
+        f"""
         SELECT count(*),
                count(*) FILTER (WHERE reason IS NULL),
                count(*) FILTER (WHERE order_ts IS NOT NULL),
@@ -289,10 +328,12 @@ def build_transactions(
                count(*) FILTER (WHERE reason IS NULL AND is_return),
                count(*) FILTER (WHERE reason IS NULL AND zero_price),
                count(*) FILTER (WHERE reason IS NULL AND is_copy)
-        FROM staged_rows
+        FROM {_NEW_TABLE}
         """
     ).fetchone()
     rows_in, rows_kept, dated, priced, returns_kept, zero_kept, duplicates_kept = counts
+    if rows_kept == 0:
+        con.execute(f"DROP TABLE {_NEW_TABLE}")  # the previous dataset, if any, stays as it was
     if dated == 0:
         sample = con.execute(
             f"SELECT {sql_identifier(fields[schema.ORDER_TS])} FROM {RAW_TABLE} "
@@ -319,23 +360,11 @@ def build_transactions(
             "and the column mapping."
         )
 
-    rejected = dict(
-        con.execute("SELECT reason, count(*) FROM staged_rows WHERE reason IS NOT NULL GROUP BY reason").fetchall()
-    )
+    rejected = dict(con.execute(
+        f"SELECT reason, count(*) FROM {_NEW_TABLE} WHERE reason IS NOT NULL GROUP BY reason").fetchall())
     rows_rejected = {reason: int(rejected.get(reason, 0)) for reason in REJECT_REASONS}
     rows_flagged = {"return": int(returns_kept), "zero_price": int(zero_kept), "duplicate": int(duplicates_kept)}
-
-    # Without an order id, a customer's lines at one timestamp form one order. Both stored tables carry
-    # source_row, so their physical row order is free: writing them unordered halves the time of the write.
-    con.execute(f"DROP TABLE IF EXISTS {schema.TRANSACTIONS}")
-    con.execute(f"DROP TABLE IF EXISTS {REJECTED_TABLE}")
-    con.execute("SET preserve_insertion_order = false")
-    try:
-        _store_tables(con, raw_columns, extra_names)
-    finally:
-        con.execute("RESET preserve_insertion_order")
-    con.execute("DROP TABLE staged_rows")
-    con.execute("DROP TABLE duplicate_rows")
+    _replace_dataset(con, raw_columns, extra_names)
 
     notes = []
     if not mapping.has_money:
@@ -362,33 +391,28 @@ def build_transactions(
     return report
 
 
-def _store_tables(con: duckdb.DuckDBPyConnection, raw_columns: list[str], extra_names: list[str]) -> None:
-    """Write ``transactions`` (kept rows) and ``rejected_rows`` (the rest, as in the file) from ``staged_rows``."""
+def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a view or table of that name (workspaces written by earlier versions hold tables)."""
+    try:
+        con.execute(f"DROP VIEW IF EXISTS {name}")
+    except duckdb.CatalogException:
+        con.execute(f"DROP TABLE {name}")
+
+
+def _replace_dataset(con: duckdb.DuckDBPyConnection, raw_columns: list[str], extra_names: list[str]) -> None:
+    """Make the newly built table the dataset: ``transactions`` (kept rows, canonical columns) and
+    ``rejected_rows`` (reason, file row and the file's text) are views over it."""
+    for name in (schema.TRANSACTIONS, REJECTED_TABLE, INGESTED_TABLE):
+        _drop_relation(con, name)
+    con.execute(f"ALTER TABLE {_NEW_TABLE} RENAME TO {INGESTED_TABLE}")
+    canonical = [schema.CUSTOMER_ID, schema.ORDER_ID, schema.ORDER_TS, schema.AMOUNT, schema.QUANTITY,
+                 schema.UNIT_PRICE, schema.PRODUCT_ID, schema.PRODUCT_NAME, schema.IS_RETURN, LINE_COLUMN]
     con.execute(
-        f"""
-        CREATE TABLE {schema.TRANSACTIONS} AS
-        SELECT
-            customer_id AS {schema.CUSTOMER_ID},
-            coalesce(order_text, customer_id || '@' || strftime(order_ts, '%Y-%m-%d %H:%M:%S')) AS {schema.ORDER_ID},
-            order_ts AS {schema.ORDER_TS},
-            CASE WHEN is_return THEN -abs(amount) ELSE amount END AS {schema.AMOUNT},
-            CASE WHEN is_return THEN -abs(quantity) ELSE quantity END AS {schema.QUANTITY},
-            unit_price AS {schema.UNIT_PRICE},
-            product_id AS {schema.PRODUCT_ID},
-            product_name AS {schema.PRODUCT_NAME},
-            is_return AS {schema.IS_RETURN},
-            {LINE_COLUMN}
-            {"".join(f", {name}" for name in extra_names)}
-        FROM staged_rows
-        WHERE reason IS NULL
-        """
+        f"CREATE VIEW {schema.TRANSACTIONS} AS SELECT {', '.join(canonical + extra_names)} "
+        f"FROM {INGESTED_TABLE} WHERE reason IS NULL"
     )
-    raw_select = ", ".join(f"r.{sql_identifier(column)}" for column in raw_columns)
+    file_text = ", ".join(f"raw_{position} AS {sql_identifier(column)}" for position, column in enumerate(raw_columns))
     con.execute(
-        f"""
-        CREATE TABLE {REJECTED_TABLE} AS
-        SELECT s.reason, s.{LINE_COLUMN}, {raw_select}
-        FROM staged_rows s JOIN {RAW_TABLE} r ON s.{LINE_COLUMN} = r.rowid + 1
-        WHERE s.reason IS NOT NULL
-        """
+        f"CREATE VIEW {REJECTED_TABLE} AS SELECT reason, {LINE_COLUMN}, {file_text} "
+        f"FROM {INGESTED_TABLE} WHERE reason IS NOT NULL"
     )

@@ -154,6 +154,31 @@ def test_no_date_column_and_text_amounts_are_explained(tmp_path):
                 ColumnMapping(fields={"customer_id": "customer_id", "order_ts": "order_date", "amount": "amount"}))
 
 
+def test_a_failed_build_keeps_the_previous_dataset(tmp_path):
+    workspace, first = _ingest(tmp_path, SMALL)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("customer_id,order_date,amount\na,2021-01-01,lots\nb,2021-01-02,few\n")
+    with pytest.raises(MappingError, match="holds no numbers"):
+        workspace.ingest(bad, options=IngestOptions(now=NOW))
+    assert workspace.dataset.report == first
+    assert workspace.query("dataset_totals").loc[0, "rows"] == first.rows_kept
+    assert len(workspace.rejected_rows()) == first.total_rejected
+
+
+def test_a_workspace_written_with_stored_tables_is_rebuilt(tmp_path):
+    # Earlier versions stored transactions and rejected_rows as tables; a new load replaces them.
+    path = tmp_path / "old.duckdb"
+    with Workspace(path) as workspace:
+        workspace._con.execute("CREATE TABLE transactions AS SELECT 1 AS customer_id")
+        workspace._con.execute("CREATE TABLE rejected_rows AS SELECT 'x' AS reason")
+    upload = tmp_path / "upload.csv"
+    upload.write_text(SMALL)
+    with Workspace(path) as workspace:
+        report = workspace.ingest(upload, options=IngestOptions(now=NOW))
+        assert workspace.query("dataset_totals").loc[0, "rows"] == report.rows_kept == 4
+        assert len(workspace.rejected_rows()) == 5
+
+
 def test_online_retail_counts_match_independent_pandas(online_retail_path, online_retail_workspace):
     workspace, report = online_retail_workspace
     raw = pd.read_csv(online_retail_path, dtype=str, keep_default_na=False)
