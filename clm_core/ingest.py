@@ -402,8 +402,9 @@ def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
 def _replace_dataset(con: duckdb.DuckDBPyConnection, raw_columns: list[str], extra_names: list[str]) -> None:
     """Make the newly built table the dataset: ``transactions`` (kept rows, canonical columns) and
     ``rejected_rows`` (reason, file row and the file's text) are views over it."""
-    for name in (schema.TRANSACTIONS, REJECTED_TABLE, INGESTED_TABLE):
+    for name in (schema.TRANSACTIONS, REJECTED_TABLE):
         _drop_relation(con, name)
+    con.execute(f"DROP TABLE IF EXISTS {INGESTED_TABLE}")
     con.execute(f"ALTER TABLE {_NEW_TABLE} RENAME TO {INGESTED_TABLE}")
     canonical = [schema.CUSTOMER_ID, schema.ORDER_ID, schema.ORDER_TS, schema.AMOUNT, schema.QUANTITY,
                  schema.UNIT_PRICE, schema.PRODUCT_ID, schema.PRODUCT_NAME, schema.IS_RETURN, LINE_COLUMN]
