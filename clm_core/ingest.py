@@ -237,11 +237,11 @@ def build_transactions(
         f"""
         CREATE TEMP TABLE duplicate_rows AS
         WITH repeated AS (
-            SELECT hash({every_column}) AS row_hash FROM {RAW_TABLE} GROUP BY 1 HAVING count(*) > 1
+            SELECT list(rowid) AS ids FROM {RAW_TABLE} GROUP BY hash({every_column}) HAVING count(*) > 1
         ),
         candidates AS (
             SELECT {RAW_LINE} AS {LINE_COLUMN}, {every_column} FROM {RAW_TABLE}
-            WHERE hash({every_column}) IN (SELECT row_hash FROM repeated)
+            WHERE rowid IN (SELECT unnest(ids) FROM repeated)
         ),
         numbered AS (
             SELECT {LINE_COLUMN}, row_number() OVER (PARTITION BY {every_column} ORDER BY {LINE_COLUMN}) AS copy_number
