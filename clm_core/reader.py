@@ -272,11 +272,10 @@ def excel_sheet_names(path: str | Path) -> list[str]:
         raise InputFileError(f"The Excel file cannot be opened ({type(error).__name__}). Save it again as .xlsx.") from error
 
 
-def _transcode_to_utf8(info: SourceInfo, workdir: Path) -> Path:
-    """Rewrite a Windows-1252 file as UTF-8 in chunks (DuckDB reads Latin-1 itself)."""
+def _transcode_to_utf8(path: Path, workdir: Path) -> Path:
+    """Rewrite a plain Windows-1252 file as UTF-8 in chunks (DuckDB reads Latin-1 itself)."""
     target = workdir / "transcoded.csv"
-    opener = igzip.open if info.compression == "gzip" else open
-    with opener(info.path, "rb") as source, open(target, "w", encoding="utf-8", newline="") as sink:
+    with open(path, "rb") as source, open(target, "w", encoding="utf-8", newline="") as sink:
         reader = io.TextIOWrapper(source, encoding="cp1252", errors="replace", newline="")
         shutil.copyfileobj(reader, sink, 1 << 22)
     return target
@@ -351,10 +350,13 @@ def _decompress(info: SourceInfo, workdir: Path) -> Path:
 
 def _load_text(con: duckdb.DuckDBPyConnection, info: SourceInfo, workdir: Path) -> None:
     path, encoding = info.path, info.encoding
-    if encoding == "cp1252":
-        path, encoding = _transcode_to_utf8(info, workdir), "utf-8"
-    elif info.compression == "gzip":
+    if info.compression == "gzip":
         path = _decompress(info, workdir)
+    if encoding == "cp1252":
+        unpacked = path
+        path, encoding = _transcode_to_utf8(unpacked, workdir), "utf-8"
+        if unpacked != info.path:
+            unpacked.unlink()
     try:
         _read_text(con, info, path, encoding)
     finally:

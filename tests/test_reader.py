@@ -37,6 +37,15 @@ def test_encodings_are_detected_and_text_survives(tmp_path, encoding):
     assert info.encoding == {"utf-8-sig": "utf-8"}.get(encoding, encoding)
 
 
+def test_gzipped_windows_1252_is_unpacked_then_transcoded(tmp_path):
+    path = tmp_path / "file.csv.gz"
+    path.write_bytes(gzip.compress("customer_id,name,order_date,amount\n1,€ shop,2021-01-05,3.50\n".encode("cp1252")))
+    info, rows, frame = _load(path)
+    assert (info.encoding, info.compression, rows) == ("cp1252", "gzip", 1)
+    assert frame.loc[0, "name"] == "€ shop"
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["file.csv.gz"], "working copies are removed"
+
+
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
 def test_delimiters(tmp_path, delimiter):
     path = tmp_path / "file.txt"
