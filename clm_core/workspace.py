@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,13 +92,16 @@ class Workspace:
     def stage_file(self, path: str | Path, *, original_name: str | None = None,
                    sheets: list[str] | None = None) -> StagedFile:
         """Read a file as text into the workspace and guess its mapping."""
-        info = sniff(path, original_name=original_name, workdir=self._workdir)
-        rows = load_raw(self._con, info, sheets=sheets, workdir=self._workdir)
-        columns = [name for name in self._raw_columns()]
-        sample = self._con.execute(
-            f"SELECT * FROM {RAW_TABLE} WHERE rowid < {_SAMPLE_ROWS} ORDER BY rowid"
-        ).df()
-        digest = file_digest(path)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # Hashing releases the GIL, so the file's fingerprint is computed while DuckDB reads it.
+            digest_job = pool.submit(file_digest, path)
+            info = sniff(path, original_name=original_name, workdir=self._workdir)
+            rows = load_raw(self._con, info, sheets=sheets, workdir=self._workdir)
+            columns = [name for name in self._raw_columns()]
+            sample = self._con.execute(
+                f"SELECT * FROM {RAW_TABLE} WHERE rowid < {_SAMPLE_ROWS} ORDER BY rowid"
+            ).df()
+            digest = digest_job.result()
         if info.kind == "excel":
             digest = hashlib.sha256((digest + json.dumps(sheets or info.sheets[:1])).encode()).hexdigest()
         return StagedFile(name=original_name or Path(path).name, info=info, rows=rows, columns=columns,
