@@ -24,6 +24,11 @@ def _ingest(tmp_path, text: str, mapping: ColumnMapping | None = None, **options
     return workspace, report
 
 
+def _dated_rows(values: list[str]) -> str:
+    """A CSV with one customer per date value."""
+    return "customer_id,order_date,amount\n" + "".join(f"c{i},{v},1\n" for i, v in enumerate(values))
+
+
 SMALL = """customer_id,order_id,order_date,quantity,unit_price
 c1,1001,2021-01-05 10:00:00,2,1.50
 c1,1001,2021-01-05 10:00:00,2,1.50
@@ -95,8 +100,7 @@ def test_money_styles_are_parsed(tmp_path):
     ],
 )
 def test_date_formats(tmp_path, values, date_format):
-    text = "customer_id,order_date,amount\n" + "".join(f"c{i},{v},1\n" for i, v in enumerate(values))
-    workspace, report = _ingest(tmp_path, text)
+    workspace, report = _ingest(tmp_path, _dated_rows(values))
     assert workspace.dataset.mapping.date_format == date_format
     assert report.rows_rejected["unparseable_date"] == 0
     stamps = workspace.query("preview", limit=5)["order_ts"]
@@ -107,8 +111,7 @@ def test_date_formats(tmp_path, values, date_format):
 def test_every_shape_of_a_date_format_is_read_exactly(tmp_path):
     # The most common shapes are parsed first (fast paths); every other shape still reaches the full list.
     values = ["12/31/2011 08:26"] * 3 + ["2/1/2011", "3/4/11 1:05 PM", "12-30-2011 08:26:07", " 5/6/2011   10:00 "]
-    workspace, report = _ingest(tmp_path, "customer_id,order_date,amount\n" + "".join(
-        f"c{i},{v},1\n" for i, v in enumerate(values)))
+    workspace, report = _ingest(tmp_path, _dated_rows(values))
     assert report.rows_rejected["unparseable_date"] == 0
     stamps = workspace.query("preview", limit=10)["order_ts"].tolist()
     assert stamps == [pd.Timestamp("2011-12-31 08:26")] * 3 + [
@@ -120,8 +123,7 @@ def test_rare_two_digit_years_are_not_read_as_the_year_11(tmp_path):
     # Four-digit shapes dominate the sample, so they lead the fast paths; the rare '3/4/11 1:05 PM' must still
     # be read with a two-digit year.
     values = ["12/31/2011 08:26"] * 1000 + ["2/1/2011"] * 500 + ["3/4/2011 1:05 PM"] * 300 + ["3/4/11 1:05 PM"] * 10
-    workspace, report = _ingest(tmp_path, "customer_id,order_date,amount\n" + "".join(
-        f"c{i},{v},1\n" for i, v in enumerate(values)))
+    workspace, report = _ingest(tmp_path, _dated_rows(values))
     assert report.rows_kept == len(values)
     stamps = workspace.query("preview", limit=len(values))["order_ts"]
     assert stamps.value_counts().to_dict() == {pd.Timestamp("2011-12-31 08:26"): 1000,
@@ -131,8 +133,7 @@ def test_rare_two_digit_years_are_not_read_as_the_year_11(tmp_path):
 
 def test_iso_dates_keep_local_time_and_drop_offsets(tmp_path):
     values = ["2011-12-09T12:50:00+01:00", "2011-12-09 12:50:00-0500", " 2011-12-09T12:50:00Z ", "2011-12-09"]
-    workspace, report = _ingest(tmp_path, "customer_id,order_date,amount\n" + "".join(
-        f"c{i},{v},1\n" for i, v in enumerate(values)))
+    workspace, report = _ingest(tmp_path, _dated_rows(values))
     stamps = workspace.query("preview", limit=10)["order_ts"].tolist()
     assert stamps == [pd.Timestamp("2011-12-09 12:50")] * 3 + [pd.Timestamp("2011-12-09")]
 
