@@ -23,7 +23,8 @@ import duckdb
 from clm_core import schema
 from clm_core.errors import InputFileError, MappingError
 from clm_core.mapping import ColumnMapping
-from clm_core.reader import LINE_COLUMN, RAW_LINE, RAW_TABLE
+from clm_core.reader import LINE_COLUMN, MALFORMED_TABLE, RAW_LINE, RAW_TABLE
+from clm_core.sql import quote_identifier
 
 __all__ = [
     "REJECTED_TABLE",
@@ -33,7 +34,6 @@ __all__ = [
     "IngestOptions",
     "IngestReport",
     "build_transactions",
-    "sql_identifier",
     "attribute_column",
 ]
 
@@ -41,10 +41,12 @@ REJECTED_TABLE = "rejected_rows"
 INGESTED_TABLE = "ingested_rows"
 _NEW_TABLE = "ingested_rows_new"
 REJECT_REASONS = {
+    "malformed_row": "Row does not fit the file's columns (more fields than the header, or a quote never closed)",
     "missing_customer_id": "Customer ID is empty",
     "unparseable_date": "Order date could not be read as a date",
     "future_date": "Order date is in the future",
     "non_numeric_amount": "Amount (or quantity / price) is missing or not a number",
+    "non_finite_amount": "Amount (or quantity / price) is infinite or NaN, or too large to be a real amount",
     "zero_price_dropped": "Zero price (dropped by your choice)",
     "duplicate": "Exact duplicate of an earlier row",
     "return_dropped": "Return or cancellation (dropped by your choice)",
@@ -91,11 +93,6 @@ class IngestReport:
         return asdict(self)
 
 
-def sql_identifier(name: str) -> str:
-    """Quote a column name for SQL (names come from the user's file)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def attribute_column(prefix: str, label: str) -> str:
     """The canonical column name for a kept attribute: ``seg_country``, ``contact_email``."""
     slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") or "column"
@@ -106,7 +103,7 @@ def _text(column: str | None) -> str:
     """SQL for a text field without surrounding spaces; empty becomes NULL."""
     if not column:
         return "NULL"
-    value = sql_identifier(column)
+    value = quote_identifier(column)
     # trim() copies every string, and most values have no spaces to remove (trim removes spaces only).
     return (f"NULLIF(CASE WHEN starts_with({value}, ' ') OR ends_with({value}, ' ') THEN trim({value}) "
             f"ELSE {value} END, '')")
@@ -116,7 +113,7 @@ def _number(column: str | None, style: str) -> str:
     """SQL that turns '£1,234.50', '1.234,50', '(12.00)' or '-3' into a DOUBLE, or NULL."""
     if not column:
         return "CAST(NULL AS DOUBLE)"
-    cleaned = f"regexp_replace(trim({sql_identifier(column)}), '[£$€¥\\s'']', '', 'g')"
+    cleaned = f"regexp_replace(trim({quote_identifier(column)}), '[£$€¥\\s'']', '', 'g')"
     if style == "comma":
         cleaned = f"replace(replace({cleaned}, '.', ''), ',', '.')"
     else:
@@ -127,7 +124,7 @@ def _number(column: str | None, style: str) -> str:
         return f"TRY_CAST({cleaned} AS DOUBLE)"
     # Most cells are plain numbers: cast them directly (the cast ignores surrounding blanks) and clean only the
     # rest (same result, far fewer regexes).
-    return f"coalesce(TRY_CAST({sql_identifier(column)} AS DOUBLE), TRY_CAST({cleaned} AS DOUBLE))"
+    return f"coalesce(TRY_CAST({quote_identifier(column)} AS DOUBLE), TRY_CAST({cleaned} AS DOUBLE))"
 
 
 def _slashed_formats(date_format: str) -> list[str]:
@@ -148,7 +145,7 @@ def _likely_formats(con: duckdb.DuckDBPyConnection, column: str, formats: list[s
     when that reads some too, two-digit years first (so '3/4/11' never becomes the year 11)."""
     counts = ", ".join(f"count(try_strptime(v, '{fmt}'))" for fmt in formats)
     row = con.execute(
-        f"SELECT {counts} FROM (SELECT trim({sql_identifier(column)}) AS v FROM {RAW_TABLE} LIMIT {sample_rows})"
+        f"SELECT {counts} FROM (SELECT trim({quote_identifier(column)}) AS v FROM {RAW_TABLE} LIMIT {sample_rows})"
     ).fetchone()
     hits = dict(zip(formats, row))
     best = sorted(formats, key=lambda fmt: -hits[fmt])[:keep]
@@ -162,10 +159,10 @@ def _timestamp(column: str, date_format: str, likely_formats: tuple[str, ...] = 
     Fast paths come first: a failed strptime costs ten times a successful one, and COALESCE only evaluates
     an argument for the rows still NULL, so most rows pay for one parse.
     """
-    value = f"trim({sql_identifier(column)})"
+    value = f"trim({quote_identifier(column)})"
     if date_format == "iso":
         # A trailing time-zone offset is dropped: the local time of the order is what counts.
-        return (f"coalesce(TRY_CAST({sql_identifier(column)} AS TIMESTAMP), "
+        return (f"coalesce(TRY_CAST({quote_identifier(column)} AS TIMESTAMP), "
                 f"TRY_CAST(replace(left({value}, 19), 'T', ' ') AS TIMESTAMP))")
     if date_format == "ymd_compact":
         return f"try_strptime({value}, '%Y%m%d')"
@@ -188,6 +185,7 @@ def build_transactions(
     A build that fails (no dates, no numbers, nothing kept) leaves the previous dataset as it was.
     """
     raw_columns = [row[0] for row in con.execute(f"DESCRIBE {RAW_TABLE}").fetchall()]
+    con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {MALFORMED_TABLE} (source_row BIGINT, problem VARCHAR)")
     mapping.validate(raw_columns)
     fields = mapping.fields
     now = options.now or datetime.now()
@@ -222,13 +220,13 @@ def build_transactions(
     return_test += ")"
 
     extra_names = [
-        sql_identifier(attribute_column(prefix, label))
+        quote_identifier(attribute_column(prefix, label))
         for prefix, labels in ((schema.SEGMENT_PREFIX, mapping.segments), (schema.CONTACT_PREFIX, mapping.contacts))
         for label in labels
     ]
     extra_labels = mapping.segments + mapping.contacts
     extra_sql = "".join(f", {_text(label)} AS {name}" for label, name in zip(extra_labels, extra_names))
-    every_column = ", ".join(sql_identifier(column) for column in raw_columns)
+    every_column = ", ".join(quote_identifier(column) for column in raw_columns)
 
     # Exact duplicates: rows whose hash occurs more than once are the only candidates; among them a window over
     # every column (so a hash collision can never reject a row) numbers the copies in file order.
@@ -255,7 +253,7 @@ def build_transactions(
     # file's own text is stored for rejected rows only. One stored table is written once; physical row order is
     # free (source_row says where each row was), and writing it unordered halves the time of the write.
     raw_names = [f"raw_{position}" for position in range(len(raw_columns))]
-    raw_kept = "".join(f", {sql_identifier(column)} AS {name}" for column, name in zip(raw_columns, raw_names))
+    raw_kept = "".join(f", {quote_identifier(column)} AS {name}" for column, name in zip(raw_columns, raw_names))
     raw_if_rejected = "".join(f", CASE WHEN reason IS NOT NULL THEN {name} END AS {name}" for name in raw_names)
     con.execute(f"DROP TABLE IF EXISTS {_NEW_TABLE}")
     con.execute("SET preserve_insertion_order = false")
@@ -275,6 +273,10 @@ def build_transactions(
                     {_text(fields.get(schema.PRODUCT_ID))} AS product_id,
                     {_text(fields.get(schema.PRODUCT_NAME))} AS product_name,
                     coalesce({money_bad}, TRUE) AS money_bad,
+                    -- 'NaN', 'inf' and 1e400 (which overflows) are numbers to a cast but not amounts.
+                    coalesce(NOT isfinite({amount}) OR NOT isfinite({quantity}) OR NOT isfinite({price}), FALSE)
+                        AS money_not_finite,
+                    {RAW_LINE} IN (SELECT source_row FROM {MALFORMED_TABLE}) AS malformed,
                     coalesce({zero}, FALSE) AS zero_price,
                     {return_test} AS is_return,
                     {RAW_LINE} IN (SELECT {LINE_COLUMN} FROM duplicate_rows) AS is_copy
@@ -285,10 +287,12 @@ def build_transactions(
             classified AS (
                 SELECT *,
                     CASE
+                        WHEN malformed THEN 'malformed_row'
                         WHEN customer_id IS NULL THEN 'missing_customer_id'
                         WHEN order_ts IS NULL THEN 'unparseable_date'
                         WHEN order_ts > $future_limit THEN 'future_date'
                         WHEN money_bad THEN 'non_numeric_amount'
+                        WHEN money_not_finite THEN 'non_finite_amount'
                         WHEN zero_price AND $drop_zero THEN 'zero_price_dropped'
                         WHEN is_copy AND NOT $keep_duplicates THEN 'duplicate'
                         WHEN is_return AND $drop_returns THEN 'return_dropped'
@@ -336,7 +340,7 @@ def build_transactions(
         con.execute(f"DROP TABLE {_NEW_TABLE}")  # the previous dataset, if any, stays as it was
     if dated == 0:
         sample = con.execute(
-            f"SELECT {sql_identifier(fields[schema.ORDER_TS])} FROM {RAW_TABLE} "
+            f"SELECT {quote_identifier(fields[schema.ORDER_TS])} FROM {RAW_TABLE} "
             f"WHERE {_text(fields[schema.ORDER_TS])} IS NOT NULL LIMIT 1"
         ).fetchone()
         example = f" (for example {sample[0]!r})" if sample else ""
@@ -347,7 +351,7 @@ def build_transactions(
     if mapping.has_money and priced == 0:
         column = fields.get(schema.AMOUNT) or fields.get(schema.UNIT_PRICE)
         sample = con.execute(
-            f"SELECT {sql_identifier(column)} FROM {RAW_TABLE} WHERE {_text(column)} IS NOT NULL LIMIT 1"
+            f"SELECT {quote_identifier(column)} FROM {RAW_TABLE} WHERE {_text(column)} IS NOT NULL LIMIT 1"
         ).fetchone()
         example = f" (for example {sample[0]!r})" if sample else ""
         raise MappingError(
@@ -412,7 +416,7 @@ def _replace_dataset(con: duckdb.DuckDBPyConnection, raw_columns: list[str], ext
         f"CREATE VIEW {schema.TRANSACTIONS} AS SELECT {', '.join(canonical + extra_names)} "
         f"FROM {INGESTED_TABLE} WHERE reason IS NULL"
     )
-    file_text = ", ".join(f"raw_{position} AS {sql_identifier(column)}" for position, column in enumerate(raw_columns))
+    file_text = ", ".join(f"raw_{position} AS {quote_identifier(column)}" for position, column in enumerate(raw_columns))
     con.execute(
         f"CREATE VIEW {REJECTED_TABLE} AS SELECT reason, {LINE_COLUMN}, {file_text} "
         f"FROM {INGESTED_TABLE} WHERE reason IS NOT NULL"

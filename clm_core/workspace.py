@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +28,7 @@ from clm_core.errors import NoDatasetError, SchemaError
 from clm_core.ingest import REJECTED_TABLE, IngestOptions, IngestReport, attribute_column, build_transactions
 from clm_core.mapping import ColumnMapping, guess_mapping
 from clm_core.queries import query_text
-from clm_core.reader import LINE_COLUMN, RAW_TABLE, SourceInfo, load_raw, sniff
+from clm_core.reader import LINE_COLUMN, MALFORMED_TABLE, RAW_TABLE, SourceInfo, load_raw, sniff
 
 __all__ = ["StagedFile", "DatasetInfo", "Workspace", "file_digest"]
 
@@ -80,37 +84,105 @@ class DatasetInfo:
 class Workspace:
     """One DuckDB database file (or memory) holding at most one dataset."""
 
-    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path = ":memory:", *, read_only: bool = False,
+                 folder: str | Path | None = None) -> None:
+        """Open (or create) the workspace database at ``path``.
+
+        Its working files (decompressed copies, spilled memory) live in a new folder inside ``folder`` (default:
+        the system's temporary folder), removed on :meth:`close`. DuckDB may then touch only that folder and the
+        database's own: external access is switched off (for good: DuckDB refuses to switch it back on, to
+        attach, load extensions or move its temporary folder), so no SQL text, however it was made, can read or
+        write any other file. A file to load from elsewhere is linked (or copied) into the work folder first.
+        """
         self.path = str(path)
-        self._workdir = Path(tempfile.mkdtemp(prefix="clm-work-"))
+        self._workdir = Path(tempfile.mkdtemp(prefix="clm-work-", dir=folder))
         # Each workspace is its own DuckDB instance: cap its memory so large files spill to this workspace's own
         # temporary folder instead of growing without bound (several sessions share one machine).
         self._con = duckdb.connect(self.path, read_only=read_only,
                                    config={"memory_limit": _MEMORY_LIMIT, "temp_directory": str(self._workdir)})
+        self._allowed = [self._workdir.resolve()]
+        if self.path != ":memory:":
+            self._allowed.append(Path(self.path).resolve().parent)
+        self._con.execute("SET allowed_directories = ?", [[f"{folder}/" for folder in self._allowed]])
+        self._con.execute("SET enable_external_access = false")
+        if read_only:
+            # Loading changes settings per statement (insertion order); a workspace that only reads locks them all.
+            self._con.execute("SET lock_configuration = true")
+        # Loading uses the connection itself (the raw upload is a TEMP table of this connection); everything else
+        # runs on a cursor of its own, so a page re-run that starts while the last one still reads never finds
+        # the connection busy. Loads are serialised.
+        self._load_lock = threading.RLock()
+        self._cursors: set[duckdb.DuckDBPyConnection] = set()
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cursor = self._con.cursor()
+        self._cursors.add(cursor)
+        try:
+            yield cursor
+        finally:
+            self._cursors.discard(cursor)
+            cursor.close()
+
+    def interrupt(self) -> None:
+        """Stop whatever this workspace is computing (server shutdown); the interrupted call raises."""
+        for connection in [self._con, *list(self._cursors)]:
+            try:
+                connection.interrupt()
+            except duckdb.Error:
+                pass
 
     # -- loading -----------------------------------------------------------
     def stage_file(self, path: str | Path, *, original_name: str | None = None,
-                   sheets: list[str] | None = None) -> StagedFile:
-        """Read a file as text into the workspace and guess its mapping."""
-        with ThreadPoolExecutor(max_workers=1) as pool:
+                   sheets: list[str] | None = None, header_row: int | None = None) -> StagedFile:
+        """Read a file as text into the workspace and guess its mapping.
+
+        ``header_row`` (Excel: the 1-based sheet row holding the column names) overrides the detected one.
+        """
+        name = original_name or Path(path).name
+        with self._load_lock, ThreadPoolExecutor(max_workers=1) as pool, self._readable(path) as path:
             # Hashing releases the GIL, so the file's fingerprint is computed while DuckDB reads it.
             digest_job = pool.submit(file_digest, path)
-            info = sniff(path, original_name=original_name, workdir=self._workdir)
-            rows = load_raw(self._con, info, sheets=sheets, workdir=self._workdir)
+            info = sniff(path, original_name=name, workdir=self._workdir)
+            rows = load_raw(self._con, info, sheets=sheets, workdir=self._workdir, header_row=header_row)
             columns = [name for name in self._raw_columns()]
             sample = self._con.execute(
                 f"SELECT * FROM {RAW_TABLE} WHERE rowid < {_SAMPLE_ROWS} ORDER BY rowid"
             ).df()
             digest = digest_job.result()
         if info.kind == "excel":
-            digest = hashlib.sha256((digest + json.dumps(sheets or info.sheets[:1])).encode()).hexdigest()
-        return StagedFile(name=original_name or Path(path).name, info=info, rows=rows, columns=columns,
+            choice = json.dumps([sheets or info.sheets[:1], info.header_row])
+            digest = hashlib.sha256((digest + choice).encode()).hexdigest()
+        return StagedFile(name=name, info=info, rows=rows, columns=columns,
                           sample=sample, guess=guess_mapping(sample), digest=digest)
+
+    @contextmanager
+    def _readable(self, path: str | Path) -> Iterator[Path]:
+        """``path``, or a link to it inside the work folder when it lies outside the folders DuckDB may read;
+        the link is removed afterwards."""
+        path = Path(path)
+        resolved = path.resolve()
+        if not resolved.is_file() or any(resolved.is_relative_to(folder) for folder in self._allowed):
+            yield path
+            return
+        link = self._workdir / ("source" + "".join(resolved.suffixes[-2:]))
+        try:
+            try:
+                os.link(resolved, link)
+            except OSError:  # another file system, or links not allowed: copy
+                shutil.copyfile(resolved, link)
+            yield link
+        finally:
+            link.unlink(missing_ok=True)
 
     def build(self, staged: StagedFile, mapping: ColumnMapping | None = None,
               options: IngestOptions = IngestOptions()) -> IngestReport:
         """Validate the staged rows with ``mapping`` (default: the guess) and store the dataset."""
         mapping = mapping or staged.guess
+        with self._load_lock:
+            return self._build(staged, mapping, options)
+
+    def _build(self, staged: StagedFile, mapping: ColumnMapping, options: IngestOptions) -> IngestReport:
         report = build_transactions(self._con, mapping, options)
         if staged.info.notes:
             report.notes = staged.info.notes + report.notes
@@ -128,14 +200,15 @@ class Workspace:
         )
         self._write_meta(dataset)
         self._con.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
+        self._con.execute(f"DROP TABLE IF EXISTS {MALFORMED_TABLE}")
         self._con.execute("CHECKPOINT")
         return report
 
     def ingest(self, path: str | Path, mapping: ColumnMapping | None = None,
                options: IngestOptions = IngestOptions(), *, original_name: str | None = None,
-               sheets: list[str] | None = None) -> IngestReport:
+               sheets: list[str] | None = None, header_row: int | None = None) -> IngestReport:
         """Stage and build in one step (the CLI's path)."""
-        staged = self.stage_file(path, original_name=original_name, sheets=sheets)
+        staged = self.stage_file(path, original_name=original_name, sheets=sheets, header_row=header_row)
         return self.build(staged, mapping, options)
 
     def _raw_columns(self) -> list[str]:
@@ -160,7 +233,8 @@ class Workspace:
     def dataset(self) -> DatasetInfo:
         """The loaded dataset; :class:`NoDatasetError` when nothing is loaded yet."""
         try:
-            (payload,) = self._con.execute(f"SELECT payload FROM {_META_TABLE}").fetchone()
+            with self._cursor() as cursor:
+                (payload,) = cursor.execute(f"SELECT payload FROM {_META_TABLE}").fetchone()
         except (duckdb.CatalogException, TypeError):
             raise NoDatasetError("No dataset is loaded yet. Load the demo data or upload a file on the Data page.")
         data = json.loads(payload)
@@ -198,7 +272,8 @@ class Workspace:
             if column not in known:
                 raise SchemaError(f"Required column {column} missing: it is not a kept column of this dataset.")
         text = query_text(name, segment=segment, attributes=attributes)
-        return self._con.execute(text, params or None).df()
+        with self._cursor() as cursor:
+            return cursor.execute(text, params or None).df()
 
     def rejected_rows(self, reason: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """The rejected rows as they were in the file, with their reason and row number."""
@@ -209,8 +284,10 @@ class Workspace:
             params.append(reason)
         sql += f" ORDER BY {LINE_COLUMN}"
         if limit:
-            sql += f" LIMIT {int(limit)}"
-        return self._con.execute(sql, params).df()
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._cursor() as cursor:
+            return cursor.execute(sql, params).df()
 
     def close(self) -> None:
         self._con.close()
