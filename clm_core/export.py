@@ -1,57 +1,137 @@
 """Exports that open cleanly in Excel and Google Sheets and cannot inject formulas.
 
-A cell that starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return is
-run as a formula by spreadsheets (OWASP "CSV injection"); such text cells are
-prefixed with an apostrophe. Numbers stay numbers. CSV is written as UTF-8 with
-a BOM so Excel shows accents and currency signs correctly.
+Every CSV and Excel download and the CLI's ``--out`` go through this module.
+Text cells and column names follow three rules (OWASP "CSV injection"):
+
+1. **Formulas are neutralised.** Spreadsheets skip leading blanks and control
+   characters before deciding whether a cell is a formula, so a text cell is
+   prefixed with an apostrophe when its first character after stripping every
+   character up to ``\\x20`` and ``\\x7f`` is ``=``, ``+``, ``-`` or ``@``, or when
+   it starts with a tab, carriage return or line feed.
+2. **Numbers stay numbers.** A text cell that is exactly a plain number
+   (``-10``, ``+3.5``, ``-1.2e5``, ``.5``; ASCII digits, a dot as decimal point,
+   nothing around it) is not a formula and is left as it is. Numeric, boolean
+   and date columns are never touched.
+3. **Control characters are made visible.** Those an .xlsx file cannot hold
+   (``\\x00``-``\\x08``, ``\\x0b``, ``\\x0c``, ``\\x0e``-``\\x1f``, openpyxl's
+   ``ILLEGAL_CHARACTERS_RE``) become the four characters of their escape, so
+   ``\\x0b`` is written as backslash, ``x``, ``0``, ``b``: nothing is lost
+   silently. Tab, carriage return and line feed are data and kept; CSV quotes
+   every field holding one of them, a quote or the separator.
+
+CSV is written as UTF-8 with a BOM (so Excel shows accents and currency signs)
+and CRLF row ends (RFC 4180). Excel sheet names lose the characters Excel
+forbids (``[]:*?/\\``) and are cut to 31 characters.
 """
 
 from __future__ import annotations
 
+import csv
 import io
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["safe_frame", "to_csv_bytes", "to_excel_bytes", "write_table"]
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Raw patterns in a syntax shared by Python's re and RE2, which pandas uses for Arrow-backed strings.
+_FORMULA_START = r"(?:[\x00-\x20\x7f]*[=+\-@]|[\t\r\n])"
+_PLAIN_NUMBER = r"[-+]?(?:[0-9]+(?:[.][0-9]*)?|[.][0-9]+)(?:[eE][-+]?[0-9]+)?"
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+# One pass finds the few cells that need a closer look: a formula start, or a control character anywhere.
+_NEEDS_CARE = rf"^{_FORMULA_START}|{_CONTROL}"
+_SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
+_SHEET_TITLE_LENGTH = 31
 
 
-def _neutralise(value: object) -> object:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+def _escape_control(match: re.Match) -> str:
+    return f"\\x{ord(match.group()):02x}"
 
 
-def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy whose text cells cannot be run as formulas; numeric columns untouched."""
-    safe = frame.copy()
-    for column in safe.columns:
-        if not (pd.api.types.is_numeric_dtype(safe[column]) or pd.api.types.is_datetime64_any_dtype(safe[column])
-                or pd.api.types.is_bool_dtype(safe[column])):
-            safe[column] = safe[column].map(_neutralise)
-    safe.columns = [_neutralise(str(name)) for name in safe.columns]
+def _safe_text(column: pd.Series) -> pd.Series:
+    """``column`` with its text cells made safe by the module's rules; other values (numbers, None) as they were."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(object)
+    try:
+        text = column.str
+    except AttributeError:  # an object column holding no text at all
+        return column
+    positions = np.flatnonzero(text.contains(_NEEDS_CARE, na=False).to_numpy(dtype=bool))
+    if len(positions) == 0:
+        return column
+    cells = column.iloc[positions]
+    formula = cells.str.match(_FORMULA_START).to_numpy(dtype=bool)
+    number = cells.str.fullmatch(_PLAIN_NUMBER).to_numpy(dtype=bool)
+    cells = cells.mask(formula & ~number, "'" + cells)
+    cells = cells.str.replace(_CONTROL, _escape_control, regex=True)
+    safe = column.copy()
+    safe.iloc[positions] = cells.to_numpy()
     return safe
 
 
+def _is_text_column(column: pd.Series) -> bool:
+    return column.dtype == object or isinstance(column.dtype, (pd.StringDtype, pd.CategoricalDtype))
+
+
+def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells and column names follow the module's rules, so no cell runs as a formula and
+    none holds a character a spreadsheet cannot store; numeric, boolean and date columns untouched."""
+    safe = frame.copy()
+    for position in range(safe.shape[1]):
+        column = safe.iloc[:, position]
+        if _is_text_column(column):
+            safe.isetitem(position, _safe_text(column))
+    safe.columns = _safe_text(pd.Series([str(name) for name in safe.columns], dtype=object)).tolist()
+    return safe
+
+
+def _sheet_titles(names: list[object]) -> list[str]:
+    """Valid, distinct Excel sheet titles: control characters escaped, ``[]:*?/\\`` as ``_``, no apostrophe at
+    either end, at most 31 characters; a title already taken (Excel ignores case) gets `` (2)``, `` (3)``..."""
+    titles: list[str] = []
+    taken: set[str] = set()
+    for name in names:
+        title = _SHEET_FORBIDDEN.sub("_", re.sub(_CONTROL, _escape_control, str(name)))
+        title = title[:_SHEET_TITLE_LENGTH].strip("'") or "Sheet"
+        candidate, copy = title, 2
+        while candidate.casefold() in taken:
+            suffix = f" ({copy})"
+            candidate, copy = title[:_SHEET_TITLE_LENGTH - len(suffix)] + suffix, copy + 1
+        taken.add(candidate.casefold())
+        titles.append(candidate)
+    return titles
+
+
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
-    """UTF-8 (with BOM) CSV bytes of a formula-safe copy, dates as ISO text."""
-    return safe_frame(frame).to_csv(index=False, date_format="%Y-%m-%d %H:%M:%S").encode("utf-8-sig")
+    """UTF-8 (with BOM) CSV bytes of :func:`safe_frame`, dates as ISO text, missing values as empty fields.
+
+    Rows end in CRLF, which makes the writer quote every field holding a carriage return or a line feed
+    (as well as a quote or the comma), so such a value stays inside its cell.
+    """
+    text = safe_frame(frame).to_csv(index=False, date_format="%Y-%m-%d %H:%M:%S", lineterminator="\r\n",
+                                    quoting=csv.QUOTE_MINIMAL)
+    return text.encode("utf-8-sig")
 
 
 def to_excel_bytes(sheets: dict[str, pd.DataFrame] | pd.DataFrame) -> bytes:
-    """An .xlsx workbook (one sheet per frame) of formula-safe copies."""
+    """An .xlsx workbook of :func:`safe_frame` copies, one sheet per frame (a lone frame becomes sheet ``data``).
+
+    Sheet names are made valid for Excel (see the module docstring); dates with a time zone are written as
+    their local wall-clock time, since Excel has no time zones; missing values are empty cells.
+    """
     if isinstance(sheets, pd.DataFrame):
         sheets = {"data": sheets}
     buffer = io.BytesIO()
     with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-        for name, frame in sheets.items():
+        for title, frame in zip(_sheet_titles(list(sheets)), sheets.values()):
             safe = safe_frame(frame)
-            for column in safe.columns:
-                if isinstance(safe[column].dtype, pd.DatetimeTZDtype):
-                    safe[column] = safe[column].dt.tz_localize(None)
-            safe.to_excel(writer, sheet_name=name[:31], index=False)
+            for position in range(safe.shape[1]):
+                column = safe.iloc[:, position]
+                if isinstance(column.dtype, pd.DatetimeTZDtype):
+                    safe.isetitem(position, column.dt.tz_localize(None))
+            safe.to_excel(writer, sheet_name=title, index=False)
     return buffer.getvalue()
 
 

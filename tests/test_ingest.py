@@ -46,8 +46,9 @@ def test_every_row_has_one_fate(tmp_path):
     workspace, report = _ingest(tmp_path, SMALL)
     assert report.rows_in == 9
     assert report.rows_rejected == {
-        "missing_customer_id": 1, "unparseable_date": 1, "future_date": 1, "non_numeric_amount": 1,
-        "zero_price_dropped": 0, "duplicate": 1, "return_dropped": 0,
+        "malformed_row": 0, "missing_customer_id": 1, "unparseable_date": 1, "future_date": 1,
+        "non_numeric_amount": 1, "non_finite_amount": 0, "zero_price_dropped": 0, "duplicate": 1,
+        "return_dropped": 0,
     }
     assert report.rows_flagged == {"return": 1, "zero_price": 1, "duplicate": 0}
     assert report.rows_kept == 4
