@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -35,14 +39,53 @@ def _parse_map(items: list[str]) -> dict[str, str]:
     return fields
 
 
+def _building_path(db: Path) -> Path:
+    return db.with_name(f".{db.name}.building-{os.getpid()}")
+
+
+def _remove_database(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+
+
+def _sweep_abandoned_builds(db: Path) -> None:
+    """Remove half-built workspaces that a killed ``ingest`` left beside ``db`` (their process is gone)."""
+    for leftover in db.parent.glob(f".{db.name}.building-*"):
+        pid = leftover.name.rsplit("-", 1)[-1].removesuffix(".wal")
+        try:
+            os.kill(int(pid), 0)
+        except (ValueError, ProcessLookupError):
+            leftover.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # another user's live process
+
+
+@contextmanager
+def _atomic_database(db: Path):
+    """A new database file beside ``db`` that replaces it only when the block succeeds: a failed, interrupted
+    or killed build leaves the previous dataset in ``db`` untouched."""
+    _sweep_abandoned_builds(db)
+    building = _building_path(db)
+    _remove_database(building)
+    try:
+        yield building
+        os.replace(building, db)
+        # A log left by an earlier crash belongs to the replaced file, not to this one.
+        db.with_name(db.name + ".wal").unlink(missing_ok=True)
+    finally:
+        _remove_database(building)
+
+
 def _ingest(args: argparse.Namespace) -> dict:
     from clm_core.summary import dataset_summary
 
     db = Path(args.db)
-    if db.exists():
-        db.unlink()
-    with Workspace(db) as workspace:
-        staged = workspace.stage_file(args.file)
+    if db.is_dir():
+        raise ClmError(f"--db {args.db} is a folder; give the path of a workspace file, for example shop.duckdb.")
+    if args.header_row is not None and args.header_row < 1:
+        raise ClmError("--header-row is a row number of the sheet, 1 or more.")
+    with _atomic_database(db) as building, Workspace(building) as workspace:
+        staged = workspace.stage_file(args.file, sheets=args.sheet, header_row=args.header_row)
         mapping = staged.guess
         overrides = _parse_map(args.map or [])
         fields = {**mapping.fields, **overrides}
@@ -251,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="Validate a transaction file and write a workspace database.")
     ingest.add_argument("file", help="CSV (any delimiter, .gz or .zip), Excel .xlsx or Parquet file")
-    ingest.add_argument("--db", required=True, help="workspace database to write (replaced if it exists)")
+    ingest.add_argument("--db", required=True,
+                        help="workspace database to write; an existing one is replaced only when the new load succeeds")
     ingest.add_argument("--map", action="append", metavar="FIELD=COLUMN",
                         help=f"override the guessed column for a field ({', '.join(schema.FIELD_BY_NAME)}); "
                              "FIELD= clears it")
@@ -264,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--drop-zero-price", action="store_true", help="reject zero-price lines")
     ingest.add_argument("--keep-duplicates", action="store_true",
                         help="keep exact duplicate rows as separate purchases (flagged) instead of rejecting them")
+    ingest.add_argument("--sheet", action="append", metavar="NAME",
+                        help="Excel: the sheet to load (repeat to stack sheets with the same columns; default: the "
+                             "first)")
+    ingest.add_argument("--header-row", type=int, metavar="N",
+                        help="Excel: the sheet row that holds the column names (default: detected, skipping title "
+                             "rows)")
     ingest.add_argument("--json", action="store_true", help="print one JSON object")
     ingest.set_defaults(run=_ingest, show=_print_ingest)
 
@@ -303,22 +353,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _finite(value: object) -> object:
+    """``value`` with every NaN or infinite float replaced by None, so the JSON printed is always valid."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace) -> dict:
+    import duckdb
+
+    try:
+        return args.run(args)
+    except (duckdb.OutOfMemoryException, MemoryError) as error:
+        raise ClmError("Out of memory: the file or the computation needs more memory than this machine has free. "
+                       "Try a smaller extract.") from error
+    except duckdb.InterruptException as error:
+        raise KeyboardInterrupt from error
+    except RuntimeError as error:
+        # DuckDB turns a signal that arrives during a query into this RuntimeError.
+        if "interrupted" in str(error).lower():
+            raise KeyboardInterrupt from error
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM ends a run the way Ctrl-C does: cleanly, leaving every existing workspace as it was.
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if _is_main_thread() else None
     try:
-        result = args.run(args)
+        result = _run(args)
     except ClmError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (FileNotFoundError, PermissionError, IsADirectoryError) as error:
         print(f"error: cannot open {error.filename}: {error.strerror}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was changed.", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     try:
         if getattr(args, "json", False):
-            print(json.dumps(result, default=str))
+            print(json.dumps(_finite(result), default=str, allow_nan=False))
         else:
             args.show(result)
     except BrokenPipeError:  # output piped into `head`
         sys.stderr.close()
     return 0
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

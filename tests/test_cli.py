@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -198,3 +201,123 @@ def test_clv_without_money_or_repeats(tmp_path):
     assert run("ingest", str(path), "--db", str(db)).returncode == 0
     result = run("clv", "--db", str(db))
     assert result.returncode == 2 and "No customer bought more than once" in result.stderr
+
+
+# --- a failed or interrupted ingest keeps the workspace it was asked to replace -----------------------------
+
+def _dataset_of(db: Path) -> tuple[str, int]:
+    result = run("cohorts", "--db", str(db), "--json")
+    assert result.returncode == 0, result.stderr
+    from clm_core.workspace import Workspace
+
+    with Workspace(db, read_only=True) as workspace:
+        return workspace.dataset.name, workspace.dataset.report.rows_kept
+
+
+@pytest.fixture(scope="module")
+def loaded_demo_db(tmp_path_factory) -> Path:
+    db = tmp_path_factory.mktemp("kept") / "shop.duckdb"
+    result = run("ingest", str(ROOT / "data" / "demo_transactions.csv.gz"), "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    return db
+
+
+@pytest.fixture(scope="module")
+def large_file(tmp_path_factory) -> Path:
+    """About 700,000 rows: its load takes a few seconds, long enough to be interrupted."""
+    path = tmp_path_factory.mktemp("large") / "large.csv"
+    result = run("demo", "--customers", "80000", "--out", str(path), "--seed", "5")
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def test_a_failed_ingest_keeps_the_previous_dataset(loaded_demo_db, tmp_path):
+    before = _dataset_of(loaded_demo_db)
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    result = run("ingest", str(empty), "--db", str(loaded_demo_db))
+    assert result.returncode == 2 and "empty" in result.stderr
+    assert _dataset_of(loaded_demo_db) == before
+    assert sorted(p.name for p in loaded_demo_db.parent.iterdir()) == [loaded_demo_db.name]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["INT", "TERM", "KILL"])
+def test_a_signal_mid_ingest_keeps_the_previous_dataset(loaded_demo_db, large_file, sig):
+    before = _dataset_of(loaded_demo_db)
+    process = subprocess.Popen([sys.executable, "-m", "clm_core", "ingest", str(large_file), "--db",
+                                str(loaded_demo_db)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    building = loaded_demo_db.with_name(f".{loaded_demo_db.name}.building-{process.pid}")
+    deadline = time.time() + 60
+    while not building.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.5)  # well inside the read of the file
+    assert process.poll() is None, "the load finished before it could be interrupted"
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    if sig == signal.SIGKILL:
+        assert process.returncode == -signal.SIGKILL
+    else:
+        assert process.returncode == 130
+        assert stderr.strip() == "error: interrupted; nothing was changed."
+        assert not building.exists()
+    assert _dataset_of(loaded_demo_db) == before
+    # A half-built file left by a killed run is swept by the next run.
+    run("ingest", str(loaded_demo_db.parent / "missing.csv"), "--db", str(loaded_demo_db))
+    assert sorted(p.name for p in loaded_demo_db.parent.iterdir()) == [loaded_demo_db.name]
+
+
+def test_non_finite_amounts_are_rejected_and_json_stays_valid(tmp_path):
+    path = tmp_path / "inf.csv"
+    path.write_text("customer_id,order_date,amount\na,2021-01-05,10\na,2021-02-05,NaN\nb,2021-01-07,inf\n"
+                    "b,2021-03-07,1e400\nc,2021-01-09,-Infinity\nc,2021-04-01,5\n")
+    db = tmp_path / "w.duckdb"
+    result = run("ingest", str(path), "--db", str(db), "--json")
+    assert result.returncode == 0, result.stderr
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"invalid JSON constant {name}")
+
+    payload = json.loads(result.stdout, parse_constant=no_constants)
+    assert payload["rows_rejected"]["non_finite_amount"] == 4
+    assert payload["rows_kept"] == 2 and payload["revenue"] == 15.0
+    for command in (["cohorts"], ["clv", "--model", "gg"]):
+        result = run(*command, "--db", str(db), "--json")
+        if result.returncode == 0:
+            json.loads(result.stdout, parse_constant=no_constants)
+        else:
+            assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_excel_title_row_sheet_and_header_row_options(tmp_path):
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    notes = workbook.active
+    notes.title = "Notes"
+    notes["A1"] = "This workbook holds the orders"
+    orders = workbook.create_sheet("Orders")
+    orders.append(["Sales report, year 2021"])
+    orders.append([])
+    orders.append(["customer_id", "order_date", "amount"])
+    for day in range(1, 11):
+        orders.append([f"c{day % 4}", datetime(2021, 1, day), 10.0 * day])
+    path = tmp_path / "report.xlsx"
+    workbook.save(path)
+
+    result = run("ingest", str(path), "--db", str(tmp_path / "a.duckdb"), "--sheet", "Orders", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["rows_in"] == 10 and payload["rows_kept"] == 10 and payload["revenue"] == 550.0
+    assert "column names in row 3" in payload["source"]
+
+    # Told the title row, the real header becomes a data row: counted and rejected, never silently dropped.
+    result = run("ingest", str(path), "--db", str(tmp_path / "b.duckdb"), "--sheet", "Orders", "--header-row", "1",
+                 "--map", "customer_id=Sales report, year 2021", "--map", "order_ts=column_2", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["rows_in"] == 12 and payload["rows_kept"] == 10  # the blank row 2 and the header row 3
+    assert payload["rows_rejected"]["missing_customer_id"] == 1
+    assert payload["rows_rejected"]["unparseable_date"] == 1
+    result = run("ingest", str(path), "--db", str(tmp_path / "c.duckdb"), "--sheet", "Nope")
+    assert result.returncode == 2 and "no sheet named 'Nope'" in result.stderr
