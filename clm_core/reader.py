@@ -686,9 +686,15 @@ def _load_excel(con: duckdb.DuckDBPyConnection, info: SourceInfo, sheets: list[s
         for sheet in sheets:
             row = header_row or _detect_header_row(info.path, sheet)
             info.header_row = row
-            frame = pd.read_excel(info.path, sheet_name=sheet, dtype=str, engine="openpyxl", header=row - 1)
-            frame.columns = _clean_names([str(name) if not str(name).startswith("Unnamed:") else ""
-                                          for name in frame.columns])
+            # The header row is read as data and named here, so names follow the one rule of every reader path
+            # (pandas would rename repeats 'dup.1' and blanks 'Unnamed: 3').
+            frame = pd.read_excel(info.path, sheet_name=sheet, dtype=str, engine="openpyxl", header=None,
+                                  skiprows=row - 1)
+            if frame.empty:
+                continue
+            header = ["" if pd.isna(name) else str(name) for name in frame.iloc[0]]
+            frame = frame.iloc[1:].reset_index(drop=True)
+            frame.columns = _clean_names(header)
             frames.append(frame)
     except InputFileError:
         raise
