@@ -71,7 +71,7 @@ class Limits:
     ``CLM_MAX_ROWS`` to change them.
     """
 
-    unpacked_bytes: int = 3 * 1024 ** 3
+    unpacked_bytes: int = 2 * 1024 ** 3
     rows: int = 30_000_000
 
     @classmethod
@@ -573,7 +573,9 @@ def _read_delimited(con: duckdb.DuckDBPyConnection, info: SourceInfo, path: Path
                  "parallel": parallel, "limit": limits.rows + 1},
             )
             return
-        except duckdb.InvalidInputException as error:
+        except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+            raise
+        except duckdb.Error as error:
             if "CSV Error" not in str(error) and "sniff" not in str(error):
                 raise
             con.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")

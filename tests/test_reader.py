@@ -144,3 +144,180 @@ def test_a_row_with_too_many_fields_is_set_aside_not_the_file(tmp_path):
     info, rows, frame = _load(path)
     assert rows == 12  # every data record keeps its place
     assert frame.iloc[-1, 0] == "4,5,6,7,8" and frame.iloc[-1, 1:].isna().all()
+
+
+# --- files that must load, their bad rows set aside one by one ---------------------------------------------
+
+def _ingest(path):
+    from clm_core.workspace import Workspace
+
+    workspace = Workspace(path.parent / "ws.duckdb")
+    return workspace, workspace.ingest(path)
+
+
+def _orders(count: int) -> list[str]:
+    return [f"c{i % 97},2011-01-{i % 28 + 1:02d},{i}.5,item {i}" for i in range(count)]
+
+
+def test_quoted_newlines_ragged_rows_and_an_unclosed_quote_load_row_by_row(tmp_path):
+    lines = ["customer_id,order_date,amount,product_name"] + _orders(3000)
+    lines[101] = 'c7,2011-01-03,2.5,"two\nlines"'           # quoted LF
+    lines[202] = 'c8,2011-01-04,3.5,"two\r\nlines, CRLF"'   # quoted CRLF
+    lines[1501] = "c9,Feb 1, 2003,1,extra"                  # an unquoted comma: one field too many
+    lines[1602] = "c10,2011-01-02"                          # too few fields: padded, then no amount
+    lines[2501] = 'c11,2011-01-09,3,"never closed'          # a quote never closed
+    path = tmp_path / "messy.csv"
+    path.write_bytes("\n".join(lines).encode() + b"\n")
+    workspace, report = _ingest(path)
+    assert report.rows_in == 3000
+    assert report.rows_rejected["malformed_row"] == 2
+    assert report.rows_rejected["non_numeric_amount"] == 1
+    assert report.rows_kept == 2997
+    assert report.rows_in == report.rows_kept + report.total_rejected
+    rejected = workspace.rejected_rows("malformed_row")
+    assert rejected["source_row"].tolist() == [1501, 2501]
+    assert rejected["customer_id"].tolist() == ["c9,Feb 1, 2003,1,extra", 'c11,2011-01-09,3,"never closed']
+    names = workspace.query("preview", limit=300)["product_name"].tolist()
+    assert "two\nlines" in names and "two\r\nlines, CRLF" in names
+    workspace.close()
+
+
+def test_quoted_newlines_alone_keep_every_row(tmp_path):
+    lines = ["customer_id,order_date,amount,note"] + [
+        f'c{i},2011-02-{i % 28 + 1:02d},{i},"line one\r\nline two"' if i % 7 == 0 else f"c{i},2011-02-01,{i},plain"
+        for i in range(1, 2001)
+    ]
+    path = tmp_path / "notes.csv"
+    path.write_bytes("\r\n".join(lines).encode() + b"\r\n")
+    workspace, report = _ingest(path)
+    assert (report.rows_in, report.rows_kept) == (2000, 2000)
+    workspace.close()
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_with_a_byte_order_mark_is_read(tmp_path, encoding):
+    text = "customer_id\torder_date\tamount\tname\n1\t2021-01-05\t3.5\tZoë\n2\t2021-02-01\t4\t€ shop\n"
+    data = text.encode(encoding)
+    if encoding != "utf-16":  # the plain codec writes its own mark; the explicit ones need one
+        data = ("\ufeff").encode(encoding) + data
+    path = tmp_path / "utf16.txt"
+    path.write_bytes(data)
+    info, rows, frame = _load(path)
+    assert info.encoding == "utf-16" and rows == 2
+    assert frame["name"].tolist() == ["Zoë", "€ shop"]
+    assert list(frame.columns) == ["customer_id", "order_date", "amount", "name"]
+
+
+# --- errors a user can cause: one line, no traceback, no server path ----------------------------------------
+
+def _one_line_without_paths(error: Exception, *paths) -> str:
+    message = str(error)
+    assert "\n" not in message and "Traceback" not in message
+    for path in paths:
+        assert str(path) not in message
+    assert "/tmp" not in message
+    return message
+
+
+def test_a_field_larger_than_the_csv_module_limit_loads(tmp_path):
+    path = tmp_path / "huge_field.csv"
+    path.write_text("customer_id,order_date,amount,note\n" + "a,2021-01-05,3," + "x" * 1_500_000 + "\n"
+                    + "b,2021-01-06,4,short\n")
+    info, rows, frame = _load(path)
+    assert rows == 2 and len(frame.loc[0, "note"]) == 1_500_000
+
+
+@pytest.mark.parametrize("damage", ["truncated_xlsx", "zip_magic_and_garbage", "truncated_zip"])
+def test_damaged_archives_get_one_line(tmp_path, damage):
+    import openpyxl
+
+    path = tmp_path / "damaged.xlsx"
+    if damage == "zip_magic_and_garbage":
+        path.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 40)
+    else:
+        workbook = openpyxl.Workbook()
+        for day in range(1, 200):
+            workbook.active.append([f"c{day}", f"2021-01-{day % 28 + 1:02d}", day])
+        workbook.save(path)
+        if damage == "truncated_zip":
+            with zipfile.ZipFile(tmp_path / "t.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr("orders.csv", "customer_id,order_date,amount\n" + "a,2021-01-01,1\n" * 5000)
+            path = tmp_path / "t.zip"
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError) as caught:
+        _load(path)
+    _one_line_without_paths(caught.value, tmp_path)
+
+
+def test_out_of_memory_becomes_one_line(tmp_path, monkeypatch):
+    from clm_core import reader
+
+    def exhausted(*args, **kwargs):
+        raise duckdb.OutOfMemoryException(f"Out of Memory Error: failed to allocate in {tmp_path}/x.tmp")
+
+    monkeypatch.setattr(reader, "_load_text", exhausted)
+    path = tmp_path / "orders.csv"
+    path.write_text(ROWS)
+    with pytest.raises(InputFileError, match="memory") as caught:
+        _load(path)
+    _one_line_without_paths(caught.value, tmp_path)
+
+
+# --- caps: one upload cannot fill the disk or the memory -------------------------------------------------------
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLM_MAX_UNPACKED_MB", "2")
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("orders.csv", b"0" * (8 * 1024 * 1024))
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(InputFileError, match="unpacks to more than") as caught:
+        sniff(path, workdir=work)
+    _one_line_without_paths(caught.value, tmp_path)
+    assert list(work.iterdir()) == []
+
+
+def test_a_gzip_bomb_stops_at_the_cap_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLM_MAX_UNPACKED_MB", "2")
+    path = tmp_path / "bomb.csv.gz"
+    path.write_bytes(gzip.compress(b"customer_id,order_date,amount\n" + b"a,2021-01-05,3.50\n" * 400_000))
+    work = tmp_path / "work"
+    work.mkdir()
+    info = sniff(path, workdir=work)
+    with pytest.raises(InputFileError, match="unpacks to more than"):
+        load_raw(duckdb.connect(), info, workdir=work)
+    assert list(work.iterdir()) == []
+
+
+def test_rows_beyond_the_cap_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLM_MAX_ROWS", "100")
+    path = tmp_path / "many.csv"
+    path.write_text("customer_id,order_date,amount\n" + "a,2021-01-05,3.50\n" * 101)
+    with pytest.raises(InputFileError, match="more than 100 rows"):
+        _load(path)
+    path.write_text("customer_id,order_date,amount\n" + "a,2021-01-05,3.50\n" * 100)
+    assert _load(path)[1] == 100
+
+
+# --- Excel: a title above the table -------------------------------------------------------------------------
+
+def test_excel_title_rows_are_skipped_and_the_header_row_can_be_chosen(tmp_path):
+    import openpyxl
+    from datetime import datetime
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["Orders exported from the shop"])
+    sheet.append(["Period: January 2021"])
+    sheet.append(["customer_id", "order_date", "amount"])
+    for day in range(1, 6):
+        sheet.append([f"c{day}", datetime(2021, 1, day), day * 1.5])
+    path = tmp_path / "titled.xlsx"
+    workbook.save(path)
+    info, rows, frame = _load(path)
+    assert info.header_row == 3 and rows == 5
+    assert list(frame.columns) == ["customer_id", "order_date", "amount"]
+    info, rows, frame = _load(path, header_row=2)
+    assert info.header_row == 2 and rows == 6 and frame.columns[0] == "Period: January 2021"
