@@ -14,6 +14,7 @@ __all__ = [
     "DataRangeError",
     "ConvergenceError",
     "NoDatasetError",
+    "ResourceLimitError",
 ]
 
 
@@ -43,3 +44,7 @@ class ConvergenceError(ClmError):
 
 class NoDatasetError(ClmError):
     """No dataset has been loaded into the workspace yet."""
+
+
+class ResourceLimitError(ClmError):
+    """The data or the computation needs more memory or disk than this server may give it."""

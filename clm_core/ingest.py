@@ -15,6 +15,7 @@ Part of the DuckDB engine layer (it parses text with DuckDB functions).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
@@ -179,8 +180,12 @@ def build_transactions(
     con: duckdb.DuckDBPyConnection,
     mapping: ColumnMapping,
     options: IngestOptions = IngestOptions(),
+    *,
+    before_commit: Callable[[IngestReport], None] | None = None,
 ) -> IngestReport:
     """Turn ``raw_upload`` into ``transactions`` and ``rejected_rows``; return the report.
+
+    ``before_commit(report)`` runs inside the transaction that swaps the new dataset in.
 
     A build that fails (no dates, no numbers, nothing kept) leaves the previous dataset as it was.
     """
@@ -368,7 +373,6 @@ def build_transactions(
         f"SELECT reason, count(*) FROM {_NEW_TABLE} WHERE reason IS NOT NULL GROUP BY reason").fetchall())
     rows_rejected = {reason: int(rejected.get(reason, 0)) for reason in REJECT_REASONS}
     rows_flagged = {"return": int(returns_kept), "zero_price": int(zero_kept), "duplicate": int(duplicates_kept)}
-    _replace_dataset(con, raw_columns, extra_names)
 
     notes = []
     if not mapping.has_money:
@@ -392,20 +396,35 @@ def build_transactions(
         notes=notes,
     )
     assert report.rows_in == report.rows_kept + report.total_rejected, "every row is kept or rejected"
+    _replace_dataset(con, raw_columns, extra_names, lambda: before_commit(report) if before_commit else None)
     return report
 
 
 def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Drop a view or table of that name (workspaces written by earlier versions hold tables)."""
-    try:
-        con.execute(f"DROP VIEW IF EXISTS {name}")
-    except duckdb.CatalogException:
-        con.execute(f"DROP TABLE {name}")
+    """Drop a view or table of that name (workspaces written by earlier versions hold tables). Asks the catalog
+    first: a failed statement would abort the transaction it runs in."""
+    kinds = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()
+    for (kind,) in kinds:
+        con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS {name}")
 
 
-def _replace_dataset(con: duckdb.DuckDBPyConnection, raw_columns: list[str], extra_names: list[str]) -> None:
+def _replace_dataset(con: duckdb.DuckDBPyConnection, raw_columns: list[str], extra_names: list[str],
+                     before_commit: Callable[[], None]) -> None:
     """Make the newly built table the dataset: ``transactions`` (kept rows, canonical columns) and
-    ``rejected_rows`` (reason, file row and the file's text) are views over it."""
+    ``rejected_rows`` (reason, file row and the file's text) are views over it. One transaction with
+    ``before_commit`` (the workspace writes the dataset's description), so a reader on another cursor sees the
+    old dataset or the new one, each with its own description, never none or a mix."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _swap_dataset(con, raw_columns, extra_names)
+        before_commit()
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _swap_dataset(con: duckdb.DuckDBPyConnection, raw_columns: list[str], extra_names: list[str]) -> None:
     for name in (schema.TRANSACTIONS, REJECTED_TABLE):
         _drop_relation(con, name)
     con.execute(f"DROP TABLE IF EXISTS {INGESTED_TABLE}")

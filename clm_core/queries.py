@@ -12,6 +12,8 @@ Purchases are the rows that are not returns; revenue is net of returns.
 
 from __future__ import annotations
 
+from clm_core.sql import quote_identifier
+
 __all__ = ["QUERIES", "query_text"]
 
 QUERIES: dict[str, str] = {
@@ -172,8 +174,9 @@ def query_text(name: str, **identifiers: str) -> str:
         raise KeyError(f"No query named {name!r}; known: {', '.join(sorted(QUERIES))}") from None
     if "{segment}" in text:
         segment = identifiers.get("segment")
-        text = text.replace("{segment}", f"t.{segment}" if segment else "'All customers'")
+        text = text.replace("{segment}", f"t.{quote_identifier(segment)}" if segment else "'All customers'")
     if "{attributes}" in text:
         columns = identifiers.get("attributes") or ()
-        text = text.replace("{attributes}", "".join(f", MIN(t.{column}) AS {column}" for column in columns))
+        text = text.replace("{attributes}", "".join(
+            f", MIN(t.{quote_identifier(column)}) AS {quote_identifier(column)}" for column in columns))
     return text

@@ -24,7 +24,7 @@ import duckdb
 import pandas as pd
 
 from clm_core import schema
-from clm_core.errors import NoDatasetError, SchemaError
+from clm_core.errors import NoDatasetError, ResourceLimitError, SchemaError
 from clm_core.ingest import REJECTED_TABLE, IngestOptions, IngestReport, attribute_column, build_transactions
 from clm_core.mapping import ColumnMapping, guess_mapping
 from clm_core.queries import query_text
@@ -35,6 +35,13 @@ __all__ = ["StagedFile", "DatasetInfo", "Workspace", "file_digest"]
 _META_TABLE = "dataset_meta"
 _MEMORY_LIMIT = "2GB"
 _SAMPLE_ROWS = 5000
+
+
+def _out_of_memory() -> ResourceLimitError:
+    return ResourceLimitError(
+        f"This needs more than the {_MEMORY_LIMIT} of memory one workspace may use. Try a smaller extract of the "
+        "data, or ask your administrator for a larger server."
+    )
 
 
 def file_digest(path: str | Path) -> str:
@@ -120,6 +127,8 @@ class Workspace:
         self._cursors.add(cursor)
         try:
             yield cursor
+        except duckdb.OutOfMemoryException as error:
+            raise _out_of_memory() from error
         finally:
             self._cursors.discard(cursor)
             cursor.close()
@@ -180,28 +189,35 @@ class Workspace:
         """Validate the staged rows with ``mapping`` (default: the guess) and store the dataset."""
         mapping = mapping or staged.guess
         with self._load_lock:
-            return self._build(staged, mapping, options)
+            try:
+                return self._build(staged, mapping, options)
+            except duckdb.OutOfMemoryException as error:
+                raise _out_of_memory() from error
 
     def _build(self, staged: StagedFile, mapping: ColumnMapping, options: IngestOptions) -> IngestReport:
-        report = build_transactions(self._con, mapping, options)
-        if staged.info.notes:
-            report.notes = staged.info.notes + report.notes
-        settings = json.dumps({"mapping": mapping.to_dict(), "options": options.to_dict()}, sort_keys=True)
-        fingerprint = hashlib.sha256((staged.digest + settings).encode()).hexdigest()[:20]
-        dataset = DatasetInfo(
-            name=staged.name,
-            fingerprint=fingerprint,
-            mapping=mapping,
-            options=options.to_dict(),
-            report=report,
-            source=staged.info.describe(),
-            segment_columns={attribute_column(schema.SEGMENT_PREFIX, label): label for label in mapping.segments},
-            contact_columns={attribute_column(schema.CONTACT_PREFIX, label): label for label in mapping.contacts},
-        )
-        self._write_meta(dataset)
+        def describe(report: IngestReport) -> None:
+            if staged.info.notes:
+                report.notes = staged.info.notes + report.notes
+            settings = json.dumps({"mapping": mapping.to_dict(), "options": options.to_dict()}, sort_keys=True)
+            fingerprint = hashlib.sha256((staged.digest + settings).encode()).hexdigest()[:20]
+            self._write_meta(DatasetInfo(
+                name=staged.name,
+                fingerprint=fingerprint,
+                mapping=mapping,
+                options=options.to_dict(),
+                report=report,
+                source=staged.info.describe(),
+                segment_columns={attribute_column(schema.SEGMENT_PREFIX, label): label for label in mapping.segments},
+                contact_columns={attribute_column(schema.CONTACT_PREFIX, label): label for label in mapping.contacts},
+            ))
+
+        report = build_transactions(self._con, mapping, options, before_commit=describe)
         self._con.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
         self._con.execute(f"DROP TABLE IF EXISTS {MALFORMED_TABLE}")
-        self._con.execute("CHECKPOINT")
+        try:
+            self._con.execute("CHECKPOINT")  # fold the log into the file now; DuckDB does it later otherwise
+        except duckdb.TransactionException:
+            pass  # a page is reading right now
         return report
 
     def ingest(self, path: str | Path, mapping: ColumnMapping | None = None,

@@ -1,0 +1,56 @@
+"""The workspace: concurrent page re-runs never find it busy, and resource errors are user errors."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from clm_core.errors import ResourceLimitError
+from clm_core.workspace import Workspace
+from tests.conftest import DEMO_FILE
+
+
+def test_reads_from_many_threads_while_a_load_runs(tmp_path):
+    """Streamlit starts a new run while the last one still reads: every run gets answers, never 'busy'."""
+    workspace = Workspace(tmp_path / "ws.duckdb")
+    workspace.ingest(DEMO_FILE)
+    expected = workspace.query("dataset_totals").iloc[0]["customers"]
+    errors: list[BaseException] = []
+    answers: list[int] = []
+
+    def page_run() -> None:
+        try:
+            for _ in range(15):
+                assert workspace.has_dataset
+                answers.append(int(workspace.query("dataset_totals").iloc[0]["customers"]))
+                workspace.query("cohort_activity", period="month")
+        except BaseException as error:  # noqa: BLE001 - any failure is the test's answer
+            errors.append(error)
+
+    def reload() -> None:
+        try:
+            workspace.ingest(DEMO_FILE)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=page_run) for _ in range(6)] + [threading.Thread(target=reload)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    workspace.close()
+    assert errors == []
+    assert answers == [expected] * 90
+
+
+def test_running_out_of_memory_is_a_user_error(tmp_path, monkeypatch):
+    from clm_core import workspace as workspace_module
+
+    monkeypatch.setattr(workspace_module, "_MEMORY_LIMIT", "40MB")
+    workspace = Workspace(tmp_path / "ws.duckdb")
+    with pytest.raises(ResourceLimitError, match="memory") as caught:
+        with workspace._cursor() as cursor:
+            cursor.execute("SELECT list(range) FROM range(60000000)").fetchall()
+    assert "\n" not in str(caught.value) and str(tmp_path) not in str(caught.value)
+    workspace.close()
