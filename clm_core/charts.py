@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -21,6 +23,12 @@ __all__ = [
 ]
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), hovermode="x unified")
+
+
+def _plain(text: object) -> str:
+    """Text from the user's file as Plotly shows it: Plotly renders tags (links among them) in labels and
+    hover text, so ``<``, ``>`` and ``&`` are escaped, and ``%{`` cannot start a template field."""
+    return html.escape(str(text), quote=False).replace("%{", "%\u200b{")
 
 
 def revenue_by_month_figure(monthly: pd.DataFrame, *, currency: str = "", has_money: bool = True) -> go.Figure:
@@ -52,7 +60,8 @@ def cohort_heatmap_figure(table, metric: str = "retention") -> go.Figure:
     labels = {"retention": "Customer retention", "revenue_retention": "Revenue retention",
               "churn_rate": "Churn rate"}
     figure = go.Figure(go.Heatmap(
-        z=values, x=[str(c) for c in wide.columns], y=list(wide.index), text=text, texttemplate="%{text}",
+        z=values, x=[str(c) for c in wide.columns], y=[_plain(row) for row in wide.index], text=text,
+        texttemplate="%{text}",
         customdata=customdata, colorscale="Blues", zmin=0, zmax=1 if metric != "revenue_retention" else None,
         colorbar=dict(title="%", tickformat=".0%"),
         hovertemplate=(f"Cohort %{{y}}<br>{unit.title()} %{{x}} after first purchase<br>"
@@ -76,7 +85,7 @@ def retention_curves_figure(table, metric: str = "retention") -> go.Figure:
     figure = go.Figure()
     for (cohort, segment), rows in table.long.groupby(["cohort", "segment"]):
         rows = rows[rows["complete"]]
-        name = period_label(cohort, table.period) + (f" {segment}" if table.segment_label else "")
+        name = _plain(period_label(cohort, table.period) + (f" {segment}" if table.segment_label else ""))
         figure.add_scatter(x=rows["offset"], y=rows[metric], mode="lines", name=name,
                            line=dict(width=1, color="rgba(120,140,170,0.35)"), showlegend=False,
                            hovertemplate=f"{name}: %{{y:.1%}}<extra></extra>")
@@ -100,7 +109,7 @@ def cumulative_revenue_figure(table, *, currency: str = "") -> go.Figure:
     figure = go.Figure()
     for (cohort, segment), rows in table.long.groupby(["cohort", "segment"]):
         rows = rows[rows["complete"]]
-        name = period_label(cohort, table.period) + (f" {segment}" if table.segment_label else "")
+        name = _plain(period_label(cohort, table.period) + (f" {segment}" if table.segment_label else ""))
         figure.add_scatter(x=rows["offset"], y=rows["cumulative_revenue_per_customer"], mode="lines", name=name,
                            hovertemplate=f"{name}: %{{y:,.2f}}<extra></extra>")
     axis = "Cumulative revenue per customer" + (f" ({currency})" if currency else "")

@@ -63,3 +63,22 @@ def test_check_figures():
     alive = charts.probability_alive_figure(matrix, unit="week")
     _titled(alive)
     assert "weeks" in alive.layout.xaxis.title.text
+
+
+def test_segment_values_from_the_file_are_shown_as_text_not_html(tmp_path):
+    from clm_core.charts import cohort_heatmap_figure, retention_curves_figure
+    from clm_core.cohorts import cohort_table
+    from clm_core.workspace import Workspace
+
+    hostile = '<a href="http://evil.example">win</a> %{y}'
+    path = tmp_path / "shop.csv"
+    path.write_text("customer_id,order_date,amount,channel\n" + "".join(
+        f"c{i},2021-{month:02d}-0{1 + i % 5},10,{hostile if i % 2 else 'web'}\n"
+        for i in range(40) for month in (1, 2, 3)))
+    with Workspace(tmp_path / "ws.duckdb") as workspace:
+        workspace.ingest(path)
+        table = cohort_table(workspace, period="month", segment="seg_channel")
+    texts = [str(label) for label in cohort_heatmap_figure(table).data[0].y]
+    texts += [trace.name + trace.hovertemplate for trace in retention_curves_figure(table).data]
+    assert any("&lt;a href" in text for text in texts)
+    assert not any("<a href" in text or "%{y}" in text.replace("%{y:", "") for text in texts)
