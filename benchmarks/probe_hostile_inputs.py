@@ -14,6 +14,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,11 +30,16 @@ CANARY = Path(tempfile.gettempdir()) / "clm_probe_pwned.csv"
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "clm_core", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                          timeout=600, env=_environment())
+
+
+def _environment() -> dict[str, str]:
+    limits = {key: value for key, value in os.environ.items() if key.startswith("CLM_")}
+    return {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **limits}
 
 
 def orders(count: int = 300) -> list[list[str]]:
-    return [[f"c{i % 60}", f"2011-{i % 12 + 1:02d}-{i % 27 + 1:02d}", f"{i % 50 + 1}.5"] for i in range(count)]
+    return [[f"c{i % 60}", f"2011-{i % 12 + 1:02d}-{i % 27 + 1:02d}", f"{i + 1}.5"] for i in range(count)]
 
 
 def csv_text(header: list[str], rows: list[list[str]], delimiter: str = ",") -> str:
@@ -81,7 +87,7 @@ def _signal_case(folder: Path, signal_number: int) -> dict:
     cli("demo", "--customers", "80000", "--out", "big.csv", "--seed", "1", cwd=folder)
     process = subprocess.Popen([sys.executable, "-m", "clm_core", "ingest", "big.csv", "--db", "w.duckdb"],
                                cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                               env=_environment())
     time.sleep(1.5)
     process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=60)
@@ -169,8 +175,8 @@ def case_zip_bomb(folder: Path, size_mb: int = 5000) -> dict:
             block = b"0" * (1 << 24)
             for _ in range(size_mb // 16):
                 member.write(block)
-    result = cli("ingest", "f.zip", "--db", "w.duckdb", cwd=folder)
-    return {"result": result, "check": f"zip {(folder / 'f.zip').stat().st_size / 1e6:.0f} MB"}
+    result = cli("ingest", "f.zip", "--db", "w.duckdb", "--json", cwd=folder)
+    return {"result": result, "check": f"zip of {(folder / 'f.zip').stat().st_size / 1e6:.1f} MB"}
 
 
 def case_gzip_bomb(folder: Path, size_mb: int = 5000) -> dict:
@@ -180,8 +186,8 @@ def case_gzip_bomb(folder: Path, size_mb: int = 5000) -> dict:
         block = line * ((1 << 24) // len(line))
         for _ in range(size_mb // 16):
             handle.write(block)
-    result = cli("ingest", "f.csv.gz", "--db", "w.duckdb", cwd=folder)
-    return {"result": result, "check": f"gz {(folder / 'f.csv.gz').stat().st_size / 1e6:.0f} MB"}
+    result = cli("ingest", "f.csv.gz", "--db", "w.duckdb", "--json", cwd=folder)
+    return {"result": result, "check": f"gzip of {(folder / 'f.csv.gz').stat().st_size / 1e6:.1f} MB"}
 
 
 def case_excel_title_row(folder: Path) -> dict:
@@ -197,11 +203,17 @@ def case_excel_title_row(folder: Path) -> dict:
 
 
 def case_formula_export(folder: Path) -> dict:
-    rows = [r + ["\r=1+1" if i % 2 else "a\x0bb"] for i, r in enumerate(orders())]
-    (folder / "f.csv").write_text(csv_text(["customer_id", "order_date", "amount", "email"], rows))
+    sys.path.insert(0, str(ROOT))
+    from clm_core.generator import generate_transactions
+
+    frame = generate_transactions(400, seed=1)
+    frame["email"] = ["a\x0bb" if code == frame["customer_id"].iloc[0] else "\r=1+1" for code in frame["customer_id"]]
+    frame.to_csv(folder / "f.csv", index=False)
     cli("ingest", "f.csv", "--db", "w.duckdb", "--contact", "email", cwd=folder)
     results = [cli("clv", "--db", "w.duckdb", "--out", out, cwd=folder) for out in ("x.csv", "x.xlsx")]
     worst = max(results, key=lambda r: r.returncode)
+    if worst.returncode:
+        return {"result": worst}
     cells = list(csv.reader(io.StringIO((folder / "x.csv").read_text(encoding="utf-8-sig"), newline="")))
     formulas = sum(1 for row in cells for cell in row if cell.lstrip(" \t\r\n\x0b").startswith(("=", "+", "@")))
     return {"result": worst, "check": f"csv cells a spreadsheet would run: {formulas}"}
@@ -253,8 +265,6 @@ def main() -> None:
     for name, function in cases.items():
         with tempfile.TemporaryDirectory() as folder:
             limits = {} if args.bombs or "bomb" not in name else {"CLM_MAX_UNPACKED_MB": "50"}
-            import os
-
             os.environ.update(limits)
             started = time.perf_counter()
             outcome = function(Path(folder))

@@ -63,6 +63,10 @@ _BATCH_ROWS = 100_000
 csv.field_size_limit(sys.maxsize)
 
 
+def _size(count: int) -> str:
+    return f"{count / 1024 ** 3:,.1f} GB" if count >= 1024 ** 3 else f"{count / 1024 ** 2:,.0f} MB"
+
+
 @dataclass(frozen=True)
 class Limits:
     """How much one upload may unpack to and hold, so one file cannot fill the disk or the memory.
@@ -86,7 +90,7 @@ class Limits:
 
     def too_large(self) -> InputFileError:
         return InputFileError(
-            f"The file unpacks to more than {self.unpacked_bytes / 1024 ** 3:,.1f} GB, the most one upload may "
+            f"The file unpacks to more than {_size(self.unpacked_bytes)}, the most one upload may "
             "hold here. Upload a smaller extract (for example one year), or ask your administrator to raise "
             "CLM_MAX_UNPACKED_MB."
         )
@@ -549,9 +553,10 @@ def _read_delimited(con: duckdb.DuckDBPyConnection, info: SourceInfo, path: Path
                     limits: Limits, workdir: Path) -> None:
     """Read a delimited file, fastest way first.
 
-    1. DuckDB's parallel reader: most files.
-    2. DuckDB's serial reader: quoted fields that run over several lines, which the parallel reader
-       cannot combine with padding short rows.
+    1. DuckDB's parallel reader, short rows padded: most files.
+    2. The same without padding: quoted fields that run over several lines, which the parallel reader cannot
+       combine with padding. (DuckDB's serial reader is never used: it silently drops every row after a quote
+       that is never closed.)
     3. A tolerant reader that splits the file record by record and sets aside the records that do not fit
        (more fields than the header, a quote never closed), so one bad row never refuses the whole file.
     """
@@ -559,18 +564,18 @@ def _read_delimited(con: duckdb.DuckDBPyConnection, info: SourceInfo, path: Path
     positional = [f"c{position}" for position in range(len(info.columns))]
     struct = "{" + ", ".join(f"'{name}': 'VARCHAR'" for name in positional) + "}"
     renamed = ", ".join(f"{name} AS {quote_identifier(column)}" for name, column in zip(positional, info.columns))
-    for parallel in (True, False):
+    for padding in (True, False):
         try:
             con.execute(
                 f"""
                 CREATE TEMP TABLE {RAW_TABLE} AS
                 SELECT {renamed} FROM read_csv($path, delim=$delim, header=$header, columns={struct},
-                    encoding=$encoding, compression='none', null_padding=true, quote='"', escape='"',
-                    skip=0, auto_detect=false, parallel=$parallel)
+                    encoding=$encoding, compression='none', null_padding=$padding, quote='"', escape='"',
+                    skip=0, auto_detect=false, parallel=true)
                 LIMIT $limit
                 """,
                 {"path": str(path), "delim": info.delimiter, "header": info.header, "encoding": encoding,
-                 "parallel": parallel, "limit": limits.rows + 1},
+                 "padding": padding, "limit": limits.rows + 1},
             )
             return
         except (duckdb.OutOfMemoryException, duckdb.InterruptException):

@@ -182,6 +182,16 @@ def test_quoted_newlines_ragged_rows_and_an_unclosed_quote_load_row_by_row(tmp_p
     workspace.close()
 
 
+def test_an_unclosed_quote_never_swallows_the_rows_after_it(tmp_path):
+    lines = ["customer_id,order_date,amount"] + [f"c{i},2011-01-{i % 28 + 1:02d},{i}" for i in range(3000)]
+    lines[1501] = 'c1,"2011-01-01,3'
+    path = tmp_path / "quote.csv"
+    path.write_text("\n".join(lines) + "\n")
+    workspace, report = _ingest(path)
+    assert (report.rows_in, report.rows_kept, report.rows_rejected["malformed_row"]) == (3000, 2999, 1)
+    workspace.close()
+
+
 def test_quoted_newlines_alone_keep_every_row(tmp_path):
     lines = ["customer_id,order_date,amount,note"] + [
         f'c{i},2011-02-{i % 28 + 1:02d},{i},"line one\r\nline two"' if i % 7 == 0 else f"c{i},2011-02-01,{i},plain"
