@@ -27,6 +27,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from clm_core.customers import customer_table, data_span, window_activity
 from clm_core.clv_models import BetaGeoModel, GammaGammaModel, ParetoNBDModel, compress_rows
 from clm_core.errors import DataRangeError
 from clm_core.workspace import Workspace
@@ -109,8 +110,7 @@ def customer_summary(workspace: Workspace, *, unit: str = "week", calibration_en
     """Frequency, recency, T and monetary value per customer; :class:`DataRangeError` when the data cannot support it."""
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {', '.join(UNITS)}")
-    span = workspace.query("date_span").iloc[0]
-    data_start, data_end = _day(span["first_ts"]), _day(span["last_ts"])
+    data_start, data_end = data_span(workspace)
     if data_start == data_end:
         raise DataRangeError(
             f"All purchases are on one day ({data_start:%d %b %Y}), so nobody could have bought again. "
@@ -124,11 +124,14 @@ def customer_summary(workspace: Workspace, *, unit: str = "week", calibration_en
                 f"{data_end:%d %b %Y}). Pick a date inside it, leaving some time after it for the check."
             )
     observation_end = calibration_end or data_end
-    frame = workspace.query("customer_purchase_summary", calibration_end=observation_end)
-    first = pd.to_datetime(frame["first_day"])
-    last = pd.to_datetime(frame["last_day"])
+    table = customer_table(workspace, observation_end, attributes=False)
+    table = table[table["purchase_days"] > 0]
+    holdout = window_activity(workspace, observation_end, data_end)
+    frame = table.merge(holdout.add_prefix("holdout_"), how="left", left_on="customer_id",
+                        right_on="holdout_customer_id")
+    first, last = frame["first_purchase"], frame["last_purchase"]
     end = pd.Timestamp(observation_end)
-    frequency = frame["purchase_days"].astype(np.int64) - 1
+    frequency = frame["purchase_days"] - 1
     unit_days = UNITS[unit]
     summary = pd.DataFrame({
         "customer_id": frame["customer_id"],
@@ -139,9 +142,10 @@ def customer_summary(workspace: Workspace, *, unit: str = "week", calibration_en
     })
     summary["recency"] = summary["recency_days"] / unit_days
     summary["T"] = summary["T_days"] / unit_days
-    summary["monetary_value"] = (frame["repeat_value"] / frequency.where(frequency > 0)).astype(float)
-    summary["holdout_purchases"] = frame["holdout_purchases"].astype(np.int64)
-    summary["holdout_value"] = frame["holdout_value"].astype(float)
+    repeat_value = frame["purchase_value"] - frame["first_day_value"]
+    summary["monetary_value"] = (repeat_value / frequency.where(frequency > 0)).astype(float)
+    summary["holdout_purchases"] = frame["holdout_purchase_days"].fillna(0).astype(np.int64)
+    summary["holdout_value"] = frame["holdout_value"].fillna(0.0).astype(float)
     summary = summary.sort_values("customer_id", ignore_index=True)
     return CustomerSummary(frame=summary, unit=unit, observation_end=observation_end, data_start=data_start,
                            data_end=data_end, calibration_end=calibration_end)

@@ -1,8 +1,9 @@
 """Named SQL queries over the canonical ``transactions`` table: the only transaction-level SQL above ingest.
 
 Every query is written in SQL that DuckDB and Spark SQL both accept
-(``date_trunc``, ``year``/``month``, ``COUNT(DISTINCT ..)``, ``CASE``, ``min_by``, window
-functions, ``$name`` parameters that a Spark runner rewrites to ``:name``).
+(``date_trunc``, ``date_add``, ``year``/``month``, ``COUNT(DISTINCT ..)``, ``CASE``, ``min_by``, window
+functions, ``$name`` parameters that a Spark runner rewrites to ``:name``), plus one named function the
+two spell differently, ``days_between(a, b)``, which :func:`query_text` writes in DuckDB's spelling.
 Code above this layer asks for a query by name and gets a pandas frame back;
 it never writes SQL. Results are small (customer- or period-level), never
 row-level, except ``preview``.
@@ -11,6 +12,8 @@ Purchases are the rows that are not returns; revenue is net of returns.
 """
 
 from __future__ import annotations
+
+import re
 
 from clm_core.sql import quote_identifier
 
@@ -89,30 +92,6 @@ QUERIES: dict[str, str] = {
         FROM spans
         GROUP BY date_trunc($period, first_ts), segment, date_trunc($period, last_ts)
     """,
-    # Per customer, purchase days (purchases on one day are one transaction) split at $calibration_end
-    # (a DATE, inclusive): first and last purchase day and count in calibration, value of the repeat days,
-    # and the purchase days and value after it (the holdout). Customers who first bought after it are left out.
-    "customer_purchase_summary": """
-        WITH purchase_days AS (
-            SELECT customer_id, CAST(order_ts AS DATE) AS day, SUM(amount) AS value
-            FROM transactions WHERE NOT is_return
-            GROUP BY customer_id, CAST(order_ts AS DATE)
-        ),
-        firsts AS (
-            SELECT customer_id, MIN(day) AS first_day FROM purchase_days GROUP BY customer_id
-        )
-        SELECT
-            d.customer_id,
-            f.first_day,
-            MAX(CASE WHEN d.day <= $calibration_end THEN d.day END) AS last_day,
-            SUM(CASE WHEN d.day <= $calibration_end THEN 1 ELSE 0 END) AS purchase_days,
-            SUM(CASE WHEN d.day <= $calibration_end AND d.day > f.first_day THEN d.value ELSE 0 END) AS repeat_value,
-            SUM(CASE WHEN d.day > $calibration_end THEN 1 ELSE 0 END) AS holdout_purchases,
-            SUM(CASE WHEN d.day > $calibration_end THEN d.value ELSE 0 END) AS holdout_value
-        FROM purchase_days d JOIN firsts f ON d.customer_id = f.customer_id
-        WHERE f.first_day <= $calibration_end
-        GROUP BY d.customer_id, f.first_day
-    """,
     # Per calendar day, among customers who first bought by $calibration_end: how many made their first
     # purchase that day and how many repeat purchase days fell on it (the input of the tracking plot).
     "daily_repeat_purchases": """
@@ -146,9 +125,81 @@ QUERIES: dict[str, str] = {
                SUM(in_next) AS next_customers, SUM(next_orders) AS next_orders
         FROM flags
     """,
-    # One row per customer with the given attribute columns (contact details, segments): the first value seen.
+    # One row per customer with the given attribute columns (contact details, segments): the value on the
+    # customer's first row (the smallest, if that moment has several), as the cohort split takes it.
     "customer_attributes": """
-        SELECT customer_id {attributes} FROM transactions t GROUP BY customer_id
+        SELECT customer_id {first_attributes} FROM transactions t GROUP BY customer_id
+    """,
+    # The customer table as of $cutoff (a DATE, inclusive): one row per customer with any row up to it (also
+    # customers with only returns, whose purchase columns are then empty or zero). Purchases on one day are one
+    # purchase day. Gaps are the days between consecutive purchase days; spend is over purchase days in the 90
+    # days up to the cutoff and the 90 before those; attributes are those of the customer's first row.
+    "customer_table": """
+        WITH purchase_days AS (
+            SELECT customer_id, CAST(order_ts AS DATE) AS day, SUM(amount) AS value,
+                   COUNT(DISTINCT order_id) AS orders
+            FROM transactions
+            WHERE NOT is_return AND CAST(order_ts AS DATE) <= $cutoff
+            GROUP BY customer_id, CAST(order_ts AS DATE)
+        ),
+        ordered_days AS (
+            SELECT customer_id, day, value, orders,
+                   LAG(day) OVER (PARTITION BY customer_id ORDER BY day) AS previous_day,
+                   ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY day) AS day_number
+            FROM purchase_days
+        ),
+        gaps AS (
+            SELECT customer_id, day, value, orders, day_number, days_between(previous_day, day) AS gap
+            FROM ordered_days
+        ),
+        purchases AS (
+            SELECT customer_id,
+                   MIN(day) AS first_day,
+                   MAX(day) AS last_day,
+                   COUNT(*) AS purchase_days,
+                   SUM(orders) AS orders,
+                   SUM(value) AS purchase_value,
+                   SUM(CASE WHEN day_number = 1 THEN value ELSE 0 END) AS first_day_value,
+                   AVG(gap) AS mean_gap_days,
+                   STDDEV_SAMP(gap) AS gap_spread_days,
+                   SUM(CASE WHEN day > date_add($cutoff, -90) THEN value ELSE 0 END) AS spend_last_90,
+                   SUM(CASE WHEN day > date_add($cutoff, -180) AND day <= date_add($cutoff, -90)
+                            THEN value ELSE 0 END) AS spend_prior_90
+            FROM gaps
+            GROUP BY customer_id
+        ),
+        all_rows AS (
+            SELECT t.customer_id,
+                   SUM(t.amount) AS net_revenue,
+                   SUM(CASE WHEN t.is_return THEN 1 ELSE 0 END) AS return_lines,
+                   COUNT(*) AS lines,
+                   COUNT(DISTINCT CASE WHEN t.is_return THEN NULL ELSE t.product_id END) AS products
+                   {first_attributes}
+            FROM transactions t
+            WHERE CAST(t.order_ts AS DATE) <= $cutoff
+            GROUP BY t.customer_id
+        )
+        SELECT a.customer_id, p.first_day, p.last_day,
+               days_between(p.last_day, $cutoff) AS recency_days,
+               days_between(p.first_day, $cutoff) AS tenure_days,
+               coalesce(p.purchase_days, 0) AS purchase_days, coalesce(p.orders, 0) AS orders,
+               coalesce(p.purchase_value, 0) AS purchase_value, coalesce(p.first_day_value, 0) AS first_day_value,
+               p.mean_gap_days, p.gap_spread_days,
+               coalesce(p.spend_last_90, 0) AS spend_last_90, coalesce(p.spend_prior_90, 0) AS spend_prior_90,
+               a.net_revenue, a.return_lines, a.lines, a.products
+               {selected_attributes}
+        FROM all_rows a LEFT JOIN purchases p ON a.customer_id = p.customer_id
+    """,
+    # Per customer, purchase days, purchase orders and their value in the window ($start, $end] (DATEs): the
+    # holdout of the CLV check and the label of churn ("did they buy in the next H days?").
+    "customer_window_activity": """
+        SELECT customer_id,
+               COUNT(DISTINCT CAST(order_ts AS DATE)) AS purchase_days,
+               COUNT(DISTINCT order_id) AS orders,
+               SUM(amount) AS value
+        FROM transactions
+        WHERE NOT is_return AND CAST(order_ts AS DATE) > $start AND CAST(order_ts AS DATE) <= $end
+        GROUP BY customer_id
     """,
     # First and last moment of the data.
     "date_span": """
@@ -175,8 +226,13 @@ def query_text(name: str, **identifiers: str) -> str:
     if "{segment}" in text:
         segment = identifiers.get("segment")
         text = text.replace("{segment}", f"t.{quote_identifier(segment)}" if segment else "'All customers'")
-    if "{attributes}" in text:
-        columns = identifiers.get("attributes") or ()
-        text = text.replace("{attributes}", "".join(
-            f", MIN(t.{quote_identifier(column)}) AS {quote_identifier(column)}" for column in columns))
-    return text
+    columns = [quote_identifier(column) for column in identifiers.get("attributes") or ()]
+    text = text.replace("{first_attributes}", "".join(
+        f", min_by(t.{column}, (t.order_ts, t.{column})) AS {column}" for column in columns))
+    text = text.replace("{selected_attributes}", "".join(f", a.{column}" for column in columns))
+    return _DAYS_BETWEEN.sub(r"date_diff('day', \1, \2)", text)
+
+
+# Days from one DATE to another: DuckDB's date_diff('day', a, b); Spark SQL writes it datediff(b, a). The queries
+# say days_between(a, b) (arguments plain names or parameters) and each engine spells it its own way.
+_DAYS_BETWEEN = re.compile(r"days_between\(\s*([^(),]+?)\s*,\s*([^(),]+?)\s*\)")

@@ -1,0 +1,73 @@
+"""The customer table: one row per customer as of a date, the one place customer-level features come from.
+
+CLV, churn, segments and recommendations all read it. Purchases are rows that are not returns; purchases on
+one day are one *purchase day* (as in the CLV literature); money is in the file's currency.
+
+Columns of :func:`customer_table`:
+
+- ``customer_id``; ``first_purchase``, ``last_purchase`` (dates; empty for customers with only returns)
+- ``recency_days`` (days from the last purchase to the date), ``tenure_days`` (from the first purchase)
+- ``purchase_days``, ``orders`` (purchase orders), ``products`` (distinct products bought)
+- ``purchase_value`` (purchases before returns), ``first_day_value`` (the first purchase day's),
+  ``revenue`` (net of returns), ``average_order_value`` (purchase value per order)
+- ``mean_gap_days``, ``gap_spread_days`` (mean and standard deviation of the days between purchase days;
+  empty with fewer than two, resp. three, purchase days), ``recency_gap_ratio`` (recency over the mean gap:
+  above 1, the customer is later than usual)
+- ``spend_last_90``, ``spend_prior_90`` (purchase value in the 90 days up to the date and the 90 before),
+  ``spend_trend`` (their difference over their sum: -1 stopped, 0 steady, +1 new)
+- ``return_rate`` (share of the customer's lines that are returns)
+- the dataset's segment and contact columns, under their names in the file, as on the customer's first row.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from clm_core.errors import DataRangeError
+from clm_core.workspace import Workspace
+
+__all__ = ["data_span", "customer_table", "window_activity"]
+
+
+def data_span(workspace: Workspace) -> tuple[date, date]:
+    """First and last day of the data."""
+    span = workspace.query("date_span").iloc[0]
+    return pd.Timestamp(span["first_ts"]).date(), pd.Timestamp(span["last_ts"]).date()
+
+
+def customer_table(workspace: Workspace, as_of: date | None = None, *, attributes: bool = True) -> pd.DataFrame:
+    """The customer table as of ``as_of`` (inclusive; default: the last day of the data), sorted by customer."""
+    first_day, last_day = data_span(workspace)
+    as_of = as_of or last_day
+    if as_of < first_day:
+        raise DataRangeError(f"{as_of:%d %b %Y} is before the data start ({first_day:%d %b %Y}); pick a later date.")
+    dataset = workspace.dataset
+    labels = {**dataset.segment_columns, **dataset.contact_columns} if attributes else {}
+    frame = workspace.query("customer_table", attributes=list(labels), cutoff=as_of)
+    frame = frame.rename(columns={"first_day": "first_purchase", "last_day": "last_purchase",
+                                  "net_revenue": "revenue", **labels})
+    for column in ("first_purchase", "last_purchase"):
+        frame[column] = pd.to_datetime(frame[column])
+    counts = ["purchase_days", "orders", "products", "return_lines", "lines"]
+    frame[counts] = frame[counts].fillna(0).astype(np.int64)
+    money = dataset.has_money
+    for column in ("purchase_value", "first_day_value", "revenue", "spend_last_90", "spend_prior_90"):
+        frame[column] = frame[column].astype(float) if money else np.nan
+    frame["average_order_value"] = frame["purchase_value"] / frame["orders"].where(frame["orders"] > 0)
+    frame["recency_gap_ratio"] = frame["recency_days"] / frame["mean_gap_days"].where(frame["mean_gap_days"] > 0)
+    recent = frame["spend_last_90"] + frame["spend_prior_90"]
+    frame["spend_trend"] = ((frame["spend_last_90"] - frame["spend_prior_90"]) / recent.where(recent > 0)).fillna(0.0)
+    frame["return_rate"] = frame["return_lines"] / frame["lines"]
+    return frame.sort_values("customer_id", ignore_index=True)
+
+
+def window_activity(workspace: Workspace, start: date, end: date) -> pd.DataFrame:
+    """Per customer who bought in the window after ``start`` up to ``end`` (inclusive): ``purchase_days``,
+    ``orders`` and purchase ``value`` in it."""
+    frame = workspace.query("customer_window_activity", start=start, end=end)
+    frame[["purchase_days", "orders"]] = frame[["purchase_days", "orders"]].astype(np.int64)
+    frame["value"] = frame["value"].astype(float)
+    return frame
