@@ -40,6 +40,7 @@ __all__ = [
     "CustomerSummary",
     "FittedCLV",
     "customer_summary",
+    "customer_summary_from_table",
     "default_calibration_end",
     "fit_clv_models",
     "predict_customers",
@@ -125,8 +126,18 @@ def customer_summary(workspace: Workspace, *, unit: str = "week", calibration_en
             )
     observation_end = calibration_end or data_end
     table = customer_table(workspace, observation_end, attributes=False)
-    table = table[table["purchase_days"] > 0]
     holdout = window_activity(workspace, observation_end, data_end)
+    return customer_summary_from_table(table, unit=unit, observation_end=observation_end, holdout=holdout,
+                                       data_start=data_start, data_end=data_end, calibration_end=calibration_end)
+
+
+def customer_summary_from_table(table: pd.DataFrame, *, unit: str, observation_end: date,
+                                holdout: pd.DataFrame | None = None, data_start: date | None = None,
+                                data_end: date | None = None, calibration_end: date | None = None) -> CustomerSummary:
+    """The summary of the customers of a customer table (:func:`clm_core.customers.customer_table` as of
+    ``observation_end``) who have bought, with ``holdout`` (window activity after it) when given."""
+    table = table[table["purchase_days"] > 0]
+    holdout = holdout if holdout is not None else pd.DataFrame(columns=["customer_id", "purchase_days", "value"])
     frame = table.merge(holdout.add_prefix("holdout_"), how="left", left_on="customer_id",
                         right_on="holdout_customer_id")
     first, last = frame["first_purchase"], frame["last_purchase"]
@@ -147,8 +158,9 @@ def customer_summary(workspace: Workspace, *, unit: str = "week", calibration_en
     summary["holdout_purchases"] = frame["holdout_purchase_days"].fillna(0).astype(np.int64)
     summary["holdout_value"] = frame["holdout_value"].fillna(0.0).astype(float)
     summary = summary.sort_values("customer_id", ignore_index=True)
-    return CustomerSummary(frame=summary, unit=unit, observation_end=observation_end, data_start=data_start,
-                           data_end=data_end, calibration_end=calibration_end)
+    return CustomerSummary(frame=summary, unit=unit, observation_end=observation_end,
+                           data_start=data_start or first.min().date(), data_end=data_end or observation_end,
+                           calibration_end=calibration_end)
 
 
 @dataclass

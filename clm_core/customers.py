@@ -53,6 +53,9 @@ def customer_table(workspace: Workspace, as_of: date | None = None, *, attribute
         frame[column] = pd.to_datetime(frame[column])
     counts = ["purchase_days", "orders", "products", "return_lines", "lines"]
     frame[counts] = frame[counts].fillna(0).astype(np.int64)
+    # Plain floats (NaN where empty), not nullable types: models and numpy read them directly.
+    days = ["recency_days", "tenure_days", "mean_gap_days", "gap_spread_days"]
+    frame[days] = frame[days].astype("float64")
     money = dataset.has_money
     for column in ("purchase_value", "first_day_value", "revenue", "spend_last_90", "spend_prior_90"):
         frame[column] = frame[column].astype(float) if money else np.nan

@@ -1,0 +1,586 @@
+"""Churn risk: who will not buy in the next H days, how sure we are, and why.
+
+Transactions mode (a workspace): churn means *no purchase within the next H days*. Features come from the
+customer table (:mod:`clm_core.customers`) as of a cutoff, using only rows up to it; the label from the H days
+after it. Models are trained at a past cutoff (``validation_cutoff - H``), checked on a later one
+(``validation_cutoff``, whose H days end by the last day of the data): a split in time, never a random split
+across time. Current customers are scored as of the last day of the data.
+
+Labelled-table mode: a customer table with a churn column (e.g. Telco); a stratified random split.
+
+Every model carries its held-out ROC AUC with a bootstrap interval against a recency-only baseline. When the
+best model is not clearly better than chance (its interval reaches 0.5) or does not beat the baseline, the
+result says so (``predictive`` is False) and customers are ranked by descriptive risk: days since their last
+purchase against their usual gap between purchases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from clm_core.customers import customer_table, data_span, window_activity
+from clm_core.errors import DataRangeError, SchemaError
+from clm_core.workspace import Workspace
+
+__all__ = [
+    "MODEL_NAMES",
+    "BASELINE",
+    "MIN_CUSTOMERS",
+    "MIN_CHURNERS",
+    "ChurnResult",
+    "suggest_horizon",
+    "repeat_gaps",
+    "labelled_examples",
+    "churn_from_workspace",
+    "churn_from_table",
+    "campaign_curve",
+    "risk_band",
+]
+
+MODEL_NAMES = {
+    "logistic": "Logistic regression",
+    "random_forest": "Random forest",
+    "gradient_boosting": "Gradient boosting",
+}
+BASELINE = "recency_baseline"
+MIN_CUSTOMERS = 200
+MIN_CHURNERS = 30
+_TRAIN_SAMPLE = 60_000
+_EVALUATION_SAMPLE = 100_000
+_BOOTSTRAP = 200
+
+# Numeric features of transactions mode, with how a marketer reads each.
+FEATURES = {
+    "recency_days": "days since last purchase",
+    "purchase_days": "purchase days",
+    "tenure_days": "days since first purchase",
+    "mean_gap_days": "usual days between purchases",
+    "gap_spread_days": "spread of days between purchases",
+    "recency_gap_ratio": "days since last purchase / usual gap",
+    "products": "distinct products bought",
+    "return_rate": "share of lines returned",
+    "purchase_value": "money spent",
+    "average_order_value": "average order value",
+    "spend_last_90": "spend in the last 90 days",
+    "spend_trend": "spend trend (last 90 days vs the 90 before)",
+    "probability_alive": "probability still active (BG/NBD)",
+    "expected_purchases": "purchases expected in the horizon (BG/NBD)",
+}
+_MONEY_FEATURES = ("purchase_value", "average_order_value", "spend_last_90", "spend_trend")
+
+
+@dataclass
+class ChurnResult:
+    """Everything the page, the CLI and the export show.
+
+    ``scores``: one row per current customer: ``customer_id``, ``risk`` (probability of no purchase in the
+    horizon, or descriptive risk when not predictive), ``risk_band``, ``drivers`` (plain words), and the
+    customer-table columns. ``models``: per model, held-out ``roc_auc``, ``roc_auc_interval``, ``pr_auc``,
+    ``brier``, ``lift_top_decile``, ``capture_top_decile``.
+    """
+
+    mode: str  # "transactions" or "table"
+    horizon_days: int | None
+    cutoff: date | None
+    train_rows: int
+    test_rows: int
+    base_rate: float
+    models: dict[str, dict]
+    best_model: str | None
+    predictive: bool
+    scores: pd.DataFrame
+    importance: pd.DataFrame
+    curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "horizon_days": self.horizon_days,
+            "cutoff": self.cutoff.isoformat() if self.cutoff else None,
+            "train_rows": self.train_rows,
+            "test_rows": self.test_rows,
+            "base_rate": self.base_rate,
+            "best_model": self.best_model,
+            "predictive": self.predictive,
+            "models": self.models,
+            "customers_scored": len(self.scores),
+            "notes": self.notes,
+        }
+
+
+# --- horizon and examples --------------------------------------------------------------------------------------
+
+def repeat_gaps(table: pd.DataFrame) -> pd.Series:
+    """Each repeat customer's usual gap between purchase days (days), the input of the horizon suggestion."""
+    return table["mean_gap_days"].dropna()
+
+
+def suggest_horizon(workspace: Workspace) -> tuple[int, pd.Series]:
+    """A horizon (days) most repeat customers come back within: the 80th percentile of the usual gap between
+    purchase days, rounded up to a multiple of 30, between 30 and a third of the data's span; and the gaps."""
+    first, last = data_span(workspace)
+    table = customer_table(workspace, last, attributes=False)
+    gaps = repeat_gaps(table)
+    span = (last - first).days
+    longest = max(30, span // 3 // 30 * 30)
+    if gaps.empty:
+        return min(90, longest), gaps
+    return int(np.clip(np.ceil(gaps.quantile(0.8) / 30) * 30, 30, longest)), gaps
+
+
+def _features_at(workspace: Workspace, cutoff: date, horizon_days: int, with_models: bool) -> pd.DataFrame:
+    """Customers who have bought by ``cutoff``, with their features as of it (nothing after it is read)."""
+    table = customer_table(workspace, cutoff)
+    table = table[table["purchase_days"] > 0].reset_index(drop=True)
+    if with_models:
+        table = _with_purchase_model(workspace, table, cutoff, horizon_days)
+    return table
+
+
+def _with_purchase_model(workspace: Workspace, table: pd.DataFrame, cutoff: date, horizon_days: int) -> pd.DataFrame:
+    """Probability alive and expected purchases in the horizon from a BG/NBD fit on data up to ``cutoff``; the
+    columns stay empty when the data do not support a fit."""
+    from clm_core import clv
+    from clm_core.errors import ClmError
+
+    table["probability_alive"] = np.nan
+    table["expected_purchases"] = np.nan
+    try:
+        summary = clv.customer_summary_from_table(table, unit="week", observation_end=cutoff)
+        (x, recency, t), counts, inverse = summary.compressed
+        model = clv.BetaGeoModel().fit(x, recency, t, weights=counts)
+        with np.errstate(all="ignore"):
+            alive = model.probability_alive(x, recency, t)[inverse]
+            expected = model.expected_purchases(horizon_days / 7.0, x, recency, t)[inverse]
+    except (ClmError, ValueError, FloatingPointError):
+        return table
+    order = summary.frame["customer_id"].to_numpy()
+    position = pd.Series(np.arange(len(order)), index=order).reindex(table["customer_id"]).to_numpy()
+    table["probability_alive"] = alive[position]
+    table["expected_purchases"] = expected[position]
+    return table
+
+
+def labelled_examples(workspace: Workspace, cutoff: date, horizon_days: int, *,
+                      with_models: bool = True) -> pd.DataFrame:
+    """Customers who have bought by ``cutoff``, their features as of it and ``churned``: 1 when they made no
+    purchase in the ``horizon_days`` after it."""
+    examples = _features_at(workspace, cutoff, horizon_days, with_models)
+    later = window_activity(workspace, cutoff, cutoff + timedelta(days=horizon_days))
+    examples["churned"] = (~examples["customer_id"].isin(later["customer_id"])).astype(int)
+    return examples
+
+
+# --- models -----------------------------------------------------------------------------------------------------
+
+def _log_scale(values):
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+def _pipelines(numeric: list[str], categorical: list[str], seed: int) -> dict[str, object]:
+    """The three models as scikit-learn pipelines; class imbalance handled by class weights."""
+
+    def prepare(scale: bool) -> ColumnTransformer:
+        steps = [SimpleImputer(strategy="median", add_indicator=True),
+                 FunctionTransformer(_log_scale, feature_names_out="one-to-one")]
+        if scale:
+            steps.append(StandardScaler())
+        parts = [("numeric", make_pipeline(*steps), numeric)]
+        if categorical:
+            parts.append(("categorical", make_pipeline(
+                SimpleImputer(strategy="constant", fill_value="(blank)"),
+                OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, max_categories=30,
+                              sparse_output=False)), categorical))
+        return ColumnTransformer(parts)
+
+    return {
+        "logistic": make_pipeline(prepare(True), LogisticRegression(class_weight="balanced", max_iter=2000)),
+        "random_forest": make_pipeline(prepare(False), RandomForestClassifier(
+            n_estimators=150, min_samples_leaf=5, class_weight="balanced_subsample", n_jobs=-1, random_state=seed)),
+        "gradient_boosting": make_pipeline(prepare(False), HistGradientBoostingClassifier(
+            class_weight="balanced", max_iter=100, learning_rate=0.1, early_stopping=True, random_state=seed)),
+    }
+
+
+def _baseline_pipeline() -> object:
+    """Recency only: a logistic regression on log days since last purchase (ranks exactly as recency does)."""
+    return make_pipeline(ColumnTransformer([("recency", make_pipeline(
+        SimpleImputer(strategy="median"), FunctionTransformer(_log_scale), StandardScaler()), ["recency_days"])]),
+        LogisticRegression(max_iter=1000))
+
+
+def _auc_interval(labels: np.ndarray, scores: np.ndarray, seed: int) -> list[float]:
+    """A 95 % bootstrap interval of the ROC AUC (resampling customers), vectorised over resamples."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    draws = rng.integers(0, n, size=(_BOOTSTRAP, n))
+    y = labels[draws]
+    ranks = rankdata(scores[draws], axis=1)
+    positives = y.sum(axis=1)
+    negatives = n - positives
+    valid = (positives > 0) & (negatives > 0)
+    auc = ((ranks * y).sum(axis=1) - positives * (positives + 1) / 2) / np.where(valid, positives * negatives, 1)
+    low, high = np.quantile(auc[valid], [0.025, 0.975])
+    return [float(low), float(high)]
+
+
+def _evaluate(labels: np.ndarray, probability: np.ndarray, seed: int) -> dict:
+    order = np.argsort(-probability, kind="stable")
+    top = order[: max(1, len(order) // 10)]
+    base = labels.mean()
+    if len(labels) > _EVALUATION_SAMPLE:  # the interval on a sample; the point figures on everyone
+        sample = np.random.default_rng(seed).choice(len(labels), _EVALUATION_SAMPLE, replace=False)
+        interval = _auc_interval(labels[sample], probability[sample], seed)
+    else:
+        interval = _auc_interval(labels, probability, seed)
+    return {
+        "roc_auc": float(roc_auc_score(labels, probability)),
+        "roc_auc_interval": interval,
+        "pr_auc": float(average_precision_score(labels, probability)),
+        "brier": float(brier_score_loss(labels, probability)),
+        "lift_top_decile": float(labels[top].mean() / base) if base > 0 else float("nan"),
+        "capture_top_decile": float(labels[top].sum() / labels.sum()) if labels.sum() else float("nan"),
+    }
+
+
+def _curves(labels: np.ndarray, probability: np.ndarray) -> dict[str, pd.DataFrame]:
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, probability)
+    observed, predicted = calibration_curve(labels, probability, n_bins=10, strategy="quantile")
+    order = np.argsort(-probability, kind="stable")
+    share = np.arange(1, len(order) + 1) / len(order)
+    captured = np.cumsum(labels[order]) / max(labels.sum(), 1)
+    step = max(1, len(order) // 200)
+    return {
+        "roc": pd.DataFrame({"false_positive_rate": fpr, "true_positive_rate": tpr}),
+        "calibration": pd.DataFrame({"predicted": predicted, "observed": observed}),
+        "gains": pd.DataFrame({"share_contacted": share[::step], "share_of_churners": captured[::step]}),
+    }
+
+
+def _check_trainable(labels: pd.Series, what: str) -> None:
+    churners = int(labels.sum())
+    stayers = int(len(labels) - churners)
+    if len(labels) < MIN_CUSTOMERS or min(churners, stayers) < MIN_CHURNERS:
+        raise DataRangeError(
+            f"Too few customers to train a churn model on {what}: {len(labels):,} customers, {churners:,} who "
+            f"left and {stayers:,} who stayed. A model needs at least {MIN_CUSTOMERS} customers with at least "
+            f"{MIN_CHURNERS} of each."
+        )
+
+
+def _nearly_constant(values: pd.Series) -> bool:
+    """One value for everyone, or a spread below a thousandth of the typical size (as BG/NBD's probability alive
+    when the data cannot tell who has left: 1 to twelve decimals), where scaling would blow noise up."""
+    values = values.dropna().astype(float)
+    if values.nunique() <= 1:
+        return True
+    return bool(values.std() <= 1e-3 * max(values.abs().mean(), 1e-12))
+
+
+@dataclass
+class _Fit:
+    models: dict[str, dict]
+    fitted: dict[str, object]
+    best: str
+    predictive: bool
+    curves: dict[str, pd.DataFrame]
+    importance: pd.DataFrame
+    notes: list[str]
+
+
+def _fit_and_compare(train: pd.DataFrame, y_train: pd.Series, test: pd.DataFrame, y_test: pd.Series,
+                     numeric: list[str], categorical: list[str], seed: int, *, baseline: bool) -> _Fit:
+    notes: list[str] = []
+    if len(train) > _TRAIN_SAMPLE:
+        train, _, y_train, _ = train_test_split(train, y_train, train_size=_TRAIN_SAMPLE, stratify=y_train,
+                                                random_state=seed)
+        notes.append(f"Models were trained on a random sample of {_TRAIN_SAMPLE:,} customers (stratified by churn) "
+                     "to keep the page fast; every customer is scored.")
+    constant = [column for column in numeric if _nearly_constant(train[column])]
+    numeric = [column for column in numeric if column not in constant]
+    if constant:
+        notes.append("Left out features that are (nearly) the same for everyone: "
+                     f"{', '.join(FEATURES.get(column, column) for column in constant)}.")
+    if not numeric and not categorical:
+        raise DataRangeError("Every feature has the same value for all customers: there is nothing to learn from.")
+    candidates = _pipelines(numeric, categorical, seed)
+    if baseline and "recency_days" in train:
+        candidates[BASELINE] = _baseline_pipeline()
+    labels = y_test.to_numpy()
+    # Class weights move probabilities away from the real rates; a sigmoid fitted on a quarter of the training
+    # customers the model did not see brings them back (one fit per model, where 3-fold calibration takes three).
+    fit_part, calibration_part, y_fit, y_calibration = train_test_split(
+        train, y_train, test_size=0.25, stratify=y_train, random_state=seed)
+    models, fitted, probabilities = {}, {}, {}
+    for name, pipeline in candidates.items():
+        pipeline.fit(fit_part, y_fit)
+        model = CalibratedClassifierCV(FrozenEstimator(pipeline), method="sigmoid").fit(calibration_part,
+                                                                                         y_calibration)
+        probability = model.predict_proba(test)[:, 1]
+        models[name] = _evaluate(labels, probability, seed)
+        fitted[name], probabilities[name] = model, probability
+    learned = [name for name in models if name != BASELINE]
+    best = max(learned, key=lambda name: models[name]["roc_auc"])
+    beats_chance = models[best]["roc_auc_interval"][0] > 0.5
+    beats_baseline = BASELINE not in models or models[best]["roc_auc"] > models[BASELINE]["roc_auc"]
+    sample = test.sample(3000, random_state=seed) if len(test) > 3000 else test
+    importance = permutation_importance(fitted[best], sample, y_test.loc[sample.index], scoring="roc_auc",
+                                        n_repeats=3, random_state=seed, n_jobs=1)
+    features = list(sample.columns)
+    table = pd.DataFrame({"feature": features, "importance": importance.importances_mean,
+                          "spread": importance.importances_std}).sort_values("importance", ascending=False)
+    return _Fit(models=models, fitted=fitted, best=best, predictive=bool(beats_chance and beats_baseline),
+                curves=_curves(labels, probabilities[best]), importance=table.reset_index(drop=True), notes=notes)
+
+
+# --- explanations and bands -------------------------------------------------------------------------------------
+
+def risk_band(risk: pd.Series, *, predictive: bool) -> pd.Series:
+    """High / Medium / Low: probabilities at 0.7 and 0.4; descriptive risk (recency over the usual gap) at 2
+    and 1 (twice the usual gap overdue, or past it)."""
+    high, medium = (0.7, 0.4) if predictive else (2.0, 1.0)
+    return pd.Series(np.select([risk >= high, risk >= medium], ["High", "Medium"], "Low"), index=risk.index)
+
+
+def descriptive_risk(table: pd.DataFrame) -> pd.Series:
+    """Days since the last purchase over the customer's usual gap (for one-time buyers: the usual gap of all
+    repeat customers): 1 means as late as usual, 2 twice as late."""
+    typical = table["mean_gap_days"].median()
+    typical = typical if pd.notna(typical) and typical > 0 else max(table["recency_days"].median(), 1.0)
+    gap = table["mean_gap_days"].where(table["mean_gap_days"] > 0, typical)
+    return table["recency_days"] / gap
+
+
+def _drivers(table: pd.DataFrame, importance: pd.DataFrame, risk: pd.Series, limit: int = 3) -> pd.Series:
+    """The top reasons behind each customer's score in words: among the important features, those where the
+    customer stands furthest toward risk (by percentile, in the direction the feature moves risk)."""
+    usable = [feature for feature in importance.loc[importance["importance"] > 0, "feature"]
+              if feature in FEATURES and feature in table and table[feature].notna().any()]
+    if not usable:
+        usable = ["recency_days"]
+    weights = importance.set_index("feature")["importance"].reindex(usable).fillna(0).clip(lower=1e-6)
+    pushes = {}
+    for feature in usable:
+        values = table[feature]
+        direction = np.sign(values.rank().corr(risk.rank())) or 1.0
+        pushes[feature] = (values.rank(pct=True) - 0.5).fillna(0) * direction * weights[feature]
+    pushes = pd.DataFrame(pushes)
+    top = np.argsort(-pushes.to_numpy(), axis=1)[:, :limit]
+    names = np.array(pushes.columns)[top]
+    strengths = np.take_along_axis(pushes.to_numpy(), top, axis=1)
+    words = []
+    for row, (features, strength) in enumerate(zip(names, strengths)):
+        reasons = [_say(feature, table.iloc[row]) for feature, push in zip(features, strength) if push > 0]
+        words.append("; ".join(reason for reason in reasons if reason) or "no single reason stands out")
+    return pd.Series(words, index=table.index)
+
+
+def _say(feature: str, customer: pd.Series) -> str:
+    """One reason in a marketer's words."""
+    value = customer.get(feature)
+    if value is None or pd.isna(value):
+        return ""
+    gap = customer.get("mean_gap_days")
+    usual = f"; usually buys every {gap:.0f}" if gap is not None and pd.notna(gap) else ""
+    if feature in ("recency_days", "recency_gap_ratio"):
+        return f"no purchase for {customer['recency_days']:.0f} days{usual}"
+    if feature == "purchase_days":
+        return "bought on only one day" if value <= 1 else f"bought on only {value:.0f} days"
+    if feature == "tenure_days":
+        return f"customer for {value:.0f} days"
+    if feature == "mean_gap_days":
+        return f"usually {value:.0f} days between purchases"
+    if feature == "gap_spread_days":
+        return f"irregular buyer (gaps vary by {value:.0f} days)"
+    if feature == "products":
+        return f"bought {value:.0f} different products"
+    if feature == "return_rate":
+        return f"returned {value:.0%} of lines"
+    if feature == "spend_trend":
+        return "spend down in the last 90 days" if value < 0 else "spend up in the last 90 days"
+    if feature == "probability_alive":
+        return f"probability still active {value:.0%}"
+    if feature == "expected_purchases":
+        return f"expected purchases in the horizon {value:.1f}"
+    return f"{FEATURES.get(feature, feature)} {value:,.0f}"
+
+
+# --- transactions mode ------------------------------------------------------------------------------------------
+
+def _transaction_features(workspace: Workspace, table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    dataset = workspace.dataset
+    numeric = [name for name in FEATURES if name in table and (dataset.has_money or name not in _MONEY_FEATURES)]
+    numeric = [name for name in numeric if table[name].notna().any()]
+    categorical = list(dataset.segment_columns.values())
+    return numeric, categorical
+
+
+def churn_from_workspace(workspace: Workspace, *, horizon_days: int | None = None, cutoff: date | None = None,
+                         seed: int = 0) -> ChurnResult:
+    """Train at ``cutoff - horizon``, check at ``cutoff`` (default: the last day of the data less the horizon),
+    score every customer as of the last day. Too little data for a model gives the descriptive ranking with a
+    note instead of an error."""
+    first, last = data_span(workspace)
+    if horizon_days is None:
+        horizon_days, _ = suggest_horizon(workspace)
+    if horizon_days < 1:
+        raise DataRangeError("The horizon is a number of days, 1 or more.")
+    latest = last - timedelta(days=horizon_days)
+    cutoff = cutoff or latest
+    train_cutoff = cutoff - timedelta(days=horizon_days)
+    if cutoff > latest or train_cutoff <= first:
+        span = (last - first).days
+        raise DataRangeError(
+            f"A {horizon_days}-day horizon needs at least {2 * horizon_days + 1} days of data before the check can "
+            f"end (training, then checking, each {horizon_days} days ahead); your data cover {span} days "
+            f"({first:%d %b %Y} to {last:%d %b %Y}). Choose a horizon of at most {max(1, (span - 1) // 2)} days"
+            + (f" or a check date by {latest:%d %b %Y}." if cutoff > latest else ".")
+        )
+    current = _features_at(workspace, last, horizon_days, with_models=True)
+    notes: list[str] = []
+    try:
+        train = labelled_examples(workspace, train_cutoff, horizon_days)
+        test = labelled_examples(workspace, cutoff, horizon_days)
+        _check_trainable(train["churned"], f"the data up to {train_cutoff:%d %b %Y}")
+        _check_trainable(test["churned"], f"the check at {cutoff:%d %b %Y}")
+        numeric, categorical = _transaction_features(workspace, train)
+        fit = _fit_and_compare(train[numeric + categorical], train["churned"], test[numeric + categorical],
+                               test["churned"], numeric, categorical, seed, baseline=True)
+    except DataRangeError as error:
+        notes.append(f"{error} Customers are ranked by how overdue they are instead.")
+        return _descriptive_result(current, horizon_days, cutoff, notes)
+    notes += fit.notes
+    if fit.predictive:
+        risk = pd.Series(fit.fitted[fit.best].predict_proba(current[numeric + categorical])[:, 1], index=current.index)
+    else:
+        notes.append("On this data, who leaves cannot be predicted better than chance"
+                     + (" or than days since the last purchase alone" if fit.models[fit.best]["roc_auc_interval"][0] > 0.5
+                        else "")
+                     + "; the list is ranked by days since last purchase against the usual gap.")
+        risk = descriptive_risk(current)
+    scores = _scores(current, risk, fit.importance, predictive=fit.predictive)
+    return ChurnResult(mode="transactions", horizon_days=horizon_days, cutoff=cutoff, train_rows=len(train),
+                       test_rows=len(test), base_rate=float(test["churned"].mean()), models=fit.models,
+                       best_model=fit.best, predictive=fit.predictive, scores=scores, importance=fit.importance,
+                       curves=fit.curves, notes=notes)
+
+
+def _scores(current: pd.DataFrame, risk: pd.Series, importance: pd.DataFrame, *, predictive: bool) -> pd.DataFrame:
+    scores = current.copy()
+    scores.insert(1, "risk", risk.to_numpy())
+    scores.insert(2, "risk_band", risk_band(scores["risk"], predictive=predictive))
+    scores.insert(3, "drivers", _drivers(current, importance, risk))
+    return scores.sort_values("risk", ascending=False, ignore_index=True)
+
+
+def _descriptive_result(current: pd.DataFrame, horizon_days: int, cutoff: date, notes: list[str]) -> ChurnResult:
+    risk = descriptive_risk(current)
+    importance = pd.DataFrame({"feature": ["recency_gap_ratio"], "importance": [1.0], "spread": [0.0]})
+    return ChurnResult(mode="transactions", horizon_days=horizon_days, cutoff=cutoff, train_rows=0, test_rows=0,
+                       base_rate=float("nan"), models={}, best_model=None, predictive=False,
+                       scores=_scores(current, risk, importance, predictive=False), importance=importance,
+                       notes=notes)
+
+
+# --- labelled-table mode ----------------------------------------------------------------------------------------
+
+_YES = {"1", "yes", "y", "true", "t", "churn", "churned", "left"}
+_NO = {"0", "no", "n", "false", "f", "stayed", "active", "retained"}
+
+
+def _binary_label(values: pd.Series, column: str) -> pd.Series:
+    text = values.astype(str).str.strip().str.lower()
+    levels = set(text.unique())
+    if levels <= _YES | _NO and levels & _YES and levels & _NO:
+        return text.isin(_YES).astype(int)
+    if len(levels) == 2:
+        raise SchemaError(f"Column '{column}' has two values ({', '.join(sorted(levels))}) but neither reads as "
+                          "'left' (1, yes, true, churn): rename them, or pick the churn column.")
+    shown = ", ".join(sorted(levels)[:5])
+    raise SchemaError(f"Column '{column}' is not a yes/no churn label: it has {len(levels)} values ({shown}...). "
+                      "Pick the column that says whether the customer left.")
+
+
+def _numeric_or_none(values: pd.Series) -> pd.Series | None:
+    """The column as numbers when nearly all its filled cells are numbers (blank strings count as missing)."""
+    text = values.astype(str).str.strip().replace({"": None, "nan": None, "None": None})
+    numbers = pd.to_numeric(text, errors="coerce")
+    filled = text.notna().sum()
+    return numbers if filled and numbers.notna().sum() >= 0.95 * filled else None
+
+
+def churn_from_table(table: pd.DataFrame, label: str, *, features: list[str] | None = None,
+                     id_column: str | None = None, test_share: float = 0.25, seed: int = 0) -> ChurnResult:
+    """Train and check on a labelled customer table (stratified random split), score every row."""
+    if label not in table:
+        raise SchemaError(f"Required column {label} missing from the table.")
+    y = _binary_label(table[label], label)
+    if id_column is None:
+        unique = [c for c in table.columns if c != label and table[c].astype(str).nunique() == len(table)
+                  and _numeric_or_none(table[c]) is None]
+        id_column = unique[0] if unique else None
+    candidates = features or [c for c in table.columns if c not in (label, id_column)]
+    numeric, categorical, frame = [], [], pd.DataFrame(index=table.index)
+    for column in candidates:
+        if column not in table:
+            raise SchemaError(f"Required column {column} missing from the table.")
+        numbers = _numeric_or_none(table[column])
+        if numbers is not None:
+            frame[column], numeric = numbers, numeric + [column]
+        elif table[column].nunique() <= 50:
+            frame[column], categorical = table[column].astype(str), categorical + [column]
+    if not numeric and not categorical:
+        raise DataRangeError("None of the chosen columns can be used as a feature (text with too many values).")
+    _check_trainable(y, "this table")
+    train, test, y_train, y_test = train_test_split(frame, y, test_size=test_share, stratify=y, random_state=seed)
+    fit = _fit_and_compare(train, y_train, test, y_test, numeric, categorical, seed, baseline=False)
+    notes = list(fit.notes)
+    if not fit.predictive:
+        notes.append("On this data, who leaves cannot be predicted better than chance; treat the ranking as noise.")
+    risk = pd.Series(fit.fitted[fit.best].predict_proba(frame)[:, 1], index=frame.index)
+    scores = pd.DataFrame({"customer_id": table[id_column].astype(str) if id_column else table.index.astype(str)})
+    scores["risk"] = risk
+    scores["risk_band"] = risk_band(risk, predictive=True)
+    scores["drivers"] = ""
+    scores = pd.concat([scores, table.drop(columns=[c for c in (id_column,) if c])], axis=1)
+    return ChurnResult(mode="table", horizon_days=None, cutoff=None, train_rows=len(train), test_rows=len(test),
+                       base_rate=float(y_test.mean()), models=fit.models, best_model=fit.best,
+                       predictive=fit.predictive, scores=scores.sort_values("risk", ascending=False, ignore_index=True),
+                       importance=fit.importance, curves=fit.curves, notes=notes)
+
+
+# --- campaign ---------------------------------------------------------------------------------------------------
+
+def campaign_curve(risk: pd.Series, value: pd.Series, *, cost_per_contact: float, success_rate: float) -> pd.DataFrame:
+    """Net benefit of contacting everyone at or above each risk threshold.
+
+    A contacted customer with risk ``p`` and value ``v`` brings ``success_rate * p * v - cost_per_contact``
+    (value at risk saved, less the contact's cost); the benefit of a threshold is the sum over the customers at
+    or above it. Returns ``threshold``, ``customers``, ``value_at_risk`` and ``net_benefit`` by descending risk.
+    """
+    order = np.argsort(-risk.to_numpy(), kind="stable")
+    p = risk.to_numpy()[order]
+    at_risk = p * np.nan_to_num(value.to_numpy()[order])
+    gain = success_rate * at_risk - cost_per_contact
+    return pd.DataFrame({"threshold": p, "customers": np.arange(1, len(p) + 1),
+                         "value_at_risk": np.cumsum(at_risk), "net_benefit": np.cumsum(gain)})
