@@ -51,6 +51,8 @@ __all__ = [
     "churn_from_table",
     "campaign_curve",
     "risk_band",
+    "customer_value",
+    "at_risk_list",
 ]
 
 MODEL_NAMES = {
@@ -584,3 +586,54 @@ def campaign_curve(risk: pd.Series, value: pd.Series, *, cost_per_contact: float
     gain = success_rate * at_risk - cost_per_contact
     return pd.DataFrame({"threshold": p, "customers": np.arange(1, len(p) + 1),
                          "value_at_risk": np.cumsum(at_risk), "net_benefit": np.cumsum(gain)})
+
+
+# --- the at-risk list -------------------------------------------------------------------------------------------
+
+AT_RISK_COLUMNS = ["customer_id", "risk", "risk_band", "drivers", "last_purchase", "days_since_last_purchase",
+                   "orders", "revenue", "clv", "value_at_risk"]
+
+
+def customer_value(workspace: Workspace, *, horizon_months: int = 12) -> tuple[pd.Series | None, str]:
+    """Each customer's value for the campaign: 12-month CLV (BG/NBD with Gamma-Gamma, 1 % a month discount) when
+    the data have amounts and the models fit; else None. Returns the values by customer id and how they were
+    made, in words."""
+    from clm_core import clv
+    from clm_core.errors import ClmError
+
+    if not workspace.dataset.has_money:
+        return None, "no amount column, so no customer value"
+    try:
+        summary = clv.customer_summary(workspace, unit="week")
+        fitted = clv.fit_clv_models(summary, purchase_model="bgnbd", with_spend=True)
+        scores = clv.predict_customers(summary, fitted, horizon_months=horizon_months, monthly_discount_rate=0.01)
+    except ClmError as error:
+        return None, f"CLV could not be computed ({error})"
+    return scores.set_index("customer_id")["clv"], f"{horizon_months}-month CLV (BG/NBD and Gamma-Gamma)"
+
+
+def at_risk_list(workspace: Workspace | None, result: ChurnResult, *, top: int | None = None,
+                 min_risk: float | None = None, value: pd.Series | None = None) -> pd.DataFrame:
+    """The campaign list: customers by descending risk (the first ``top``, or those at ``min_risk`` or above),
+    with what a marketer needs to act and the contact and segment columns of the upload."""
+    scores = result.scores
+    if min_risk is not None:
+        scores = scores[scores["risk"] >= min_risk]
+    if top is not None:
+        scores = scores.head(top)
+    if result.mode == "table":
+        return scores.reset_index(drop=True)
+    table = pd.DataFrame({"customer_id": scores["customer_id"], "risk": scores["risk"],
+                          "risk_band": scores["risk_band"], "drivers": scores["drivers"],
+                          "last_purchase": scores["last_purchase"].dt.date,
+                          "days_since_last_purchase": scores["recency_days"].astype("Int64"),
+                          "orders": scores["orders"]})
+    if workspace is not None and workspace.dataset.has_money:
+        table["revenue"] = scores["revenue"]
+        if value is not None:
+            table["clv"] = scores["customer_id"].map(value).astype(float)
+            table["value_at_risk"] = table["risk"] * table["clv"] if result.predictive else np.nan
+    labels = [*workspace.dataset.contact_columns.values(), *workspace.dataset.segment_columns.values()] \
+        if workspace is not None else []
+    extra = scores[[label for label in labels if label in scores]]
+    return pd.concat([table.iloc[:, :1], extra, table.iloc[:, 1:]], axis=1).reset_index(drop=True)

@@ -199,13 +199,13 @@ def _print_cohorts(result: dict) -> None:
               f"{retention:>9} {row['revenue']:>14,.2f}")
 
 
-def _date_argument(text: str | None) -> date | None:
+def _date_argument(text: str | None, option: str = "--calibration-end") -> date | None:
     if text is None:
         return None
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise ClmError(f"--calibration-end takes a date like 1997-09-30, got {text!r}.") from None
+        raise ClmError(f"{option} takes a date like 1997-09-30, got {text!r}.") from None
 
 
 def _clv(args: argparse.Namespace) -> dict:
@@ -282,6 +282,96 @@ def _print_clv(result: dict) -> None:
         print(f"Per-customer predictions written to {result['out']}")
 
 
+def _churn_result(args: argparse.Namespace):
+    """(workspace or None, churn result) for ``--db`` (transactions) or ``--table`` with ``--label``."""
+    from clm_core import churn
+
+    if args.table:
+        if not args.label:
+            raise ClmError("--table needs --label COLUMN: the column that says whether the customer left.")
+        table = _read_customer_table(args.table)
+        return None, churn.churn_from_table(table, args.label, seed=args.seed)
+    if not args.db:
+        raise ClmError("Give --db PATH (a workspace written by ingest) or --table FILE --label COLUMN.")
+    cutoff = _date_argument(args.cutoff, "--cutoff")
+    workspace = Workspace(_existing_db(args.db), read_only=True)
+    try:
+        return workspace, churn.churn_from_workspace(workspace, horizon_days=args.horizon_days, cutoff=cutoff,
+                                                     seed=args.seed)
+    except BaseException:
+        workspace.close()
+        raise
+
+
+def _read_customer_table(path: str) -> pd.DataFrame:
+    """A labelled customer table (CSV, .gz, .xlsx or Parquet) as text columns."""
+    from clm_core.errors import InputFileError
+
+    suffixes = Path(path).suffixes
+    try:
+        if suffixes[-1:] == [".xlsx"]:
+            return pd.read_excel(path, dtype=str, keep_default_na=False)
+        if suffixes[-1:] == [".parquet"]:
+            return pd.read_parquet(path).astype(str)
+        return pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python")
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as error:  # pandas raises many types for a file it cannot parse
+        raise InputFileError(f"The table {Path(path).name} could not be read ({type(error).__name__}).") from None
+
+
+def _churn(args: argparse.Namespace) -> dict:
+    workspace, result = _churn_result(args)
+    if workspace is not None:
+        workspace.close()
+    return result.to_dict()
+
+
+def _print_churn(result: dict) -> None:
+    if result["horizon_days"]:
+        print(f"Churn = no purchase in the next {result['horizon_days']} days; trained on {result['train_rows']:,} "
+              f"customers, checked on {result['test_rows']:,} at {result['cutoff']} "
+              f"({result['base_rate']:.1%} left).")
+    elif result["test_rows"]:
+        print(f"Trained on {result['train_rows']:,} rows, checked on {result['test_rows']:,} "
+              f"({result['base_rate']:.1%} left).")
+    from clm_core.churn import BASELINE, MODEL_NAMES
+
+    for name, metrics in result["models"].items():
+        low, high = metrics["roc_auc_interval"]
+        label = "Recency only (baseline)" if name == BASELINE else MODEL_NAMES[name]
+        mark = "  <- best" if name == result["best_model"] else ""
+        print(f"  {label:<26} ROC AUC {metrics['roc_auc']:.3f} ({low:.3f}-{high:.3f})  PR AUC {metrics['pr_auc']:.3f}"
+              f"  Brier {metrics['brier']:.3f}  top-decile lift {metrics['lift_top_decile']:.2f}{mark}")
+    print("Predictive: " + ("yes" if result["predictive"] else "no, ranked by days since last purchase against "
+                                                                  "the usual gap"))
+    for note in result["notes"]:
+        print(f"Note: {note}")
+
+
+def _at_risk(args: argparse.Namespace) -> dict:
+    from clm_core import churn
+    from clm_core.export import EXCEL_MAX_ROWS, write_table
+
+    if args.top is not None and args.top < 1:
+        raise ClmError("--top must be at least 1.")
+    workspace, result = _churn_result(args)
+    try:
+        value, basis = churn.customer_value(workspace) if workspace is not None else (None, "")
+        table = churn.at_risk_list(workspace, result, top=args.top, min_risk=args.min_risk, value=value)
+    finally:
+        if workspace is not None:
+            workspace.close()
+    write_table(table, args.out)
+    written = min(len(table), EXCEL_MAX_ROWS) if args.out.lower().endswith(".xlsx") else len(table)
+    notes = result.notes + ([f"Value: {basis}."] if basis else [])
+    if written < len(table):
+        notes.append(f"Excel holds {EXCEL_MAX_ROWS:,} rows: the {len(table) - written:,} lowest-risk customers "
+                     "were left out; use a .csv file for all of them.")
+    return {"out": args.out, "customers": written, "predictive": result.predictive, "best_model": result.best_model,
+            "notes": notes}
+
+
 def _existing_db(path: str) -> str:
     if not Path(path).exists():
         raise ClmError(f"No workspace at {path}. Create one first: python -m clm_core ingest FILE --db {path}")
@@ -343,6 +433,32 @@ def build_parser() -> argparse.ArgumentParser:
     clv.add_argument("--out", help="write per-customer predictions (.csv or .xlsx), with contact columns")
     clv.add_argument("--json", action="store_true")
     clv.set_defaults(run=_clv, show=_print_clv)
+
+    def churn_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--db", help="workspace written by ingest (transactions)")
+        command.add_argument("--table", metavar="FILE", help="or a customer table with a churn column (CSV, .xlsx)")
+        command.add_argument("--label", metavar="COLUMN", help="with --table: the column saying who left")
+        command.add_argument("--horizon-days", type=int, metavar="H",
+                             help="churn = no purchase in the next H days (default: suggested from the usual gap)")
+        command.add_argument("--cutoff", metavar="DATE",
+                             help="check date: trained H days before it, checked on the H days after it "
+                                  "(default: H days before the end of the data)")
+        command.add_argument("--seed", type=int, default=0, help="random seed of the models (default 0)")
+
+    churn_command = commands.add_parser("churn", help="Train and check churn models; print how well they predict.")
+    churn_options(churn_command)
+    churn_command.add_argument("--json", action="store_true")
+    churn_command.set_defaults(run=_churn, show=_print_churn)
+
+    at_risk = commands.add_parser("at-risk", help="Write the list of customers most likely to leave.")
+    churn_options(at_risk)
+    limit = at_risk.add_mutually_exclusive_group()
+    limit.add_argument("--top", type=int, metavar="N", help="the N customers at highest risk")
+    limit.add_argument("--min-risk", type=float, metavar="P", help="customers with risk P or above")
+    at_risk.add_argument("--out", required=True, help="file to write (.csv or .xlsx)")
+    at_risk.add_argument("--json", action="store_true")
+    at_risk.set_defaults(run=_at_risk, show=lambda r: print(
+        f"Wrote {r['customers']:,} customers to {r['out']}" + "".join(f"\nNote: {n}" for n in r["notes"])))
 
     demo = commands.add_parser("demo", help="Write seeded synthetic transactions.")
     demo.add_argument("--customers", type=int, required=True)
