@@ -376,11 +376,14 @@ def descriptive_risk(table: pd.DataFrame) -> pd.Series:
 def _drivers(table: pd.DataFrame, importance: pd.DataFrame, risk: pd.Series, limit: int = 3) -> pd.Series:
     """The top reasons behind each customer's score in words: among the important features, those where the
     customer stands furthest toward risk (by percentile, in the direction the feature moves risk)."""
-    usable = [feature for feature in importance.loc[importance["importance"] > 0, "feature"]
-              if feature in FEATURES and feature in table and table[feature].notna().any()]
-    if not usable:
-        usable = ["recency_days"]
-    weights = importance.set_index("feature")["importance"].reindex(usable).fillna(0).clip(lower=1e-6)
+    weights = importance.set_index("feature")["importance"].clip(lower=0)
+    # Days since the last purchase and the same over the usual gap tell one story (and share their importance
+    # between them): one driver, said in days.
+    weights["recency_days"] = weights.get("recency_days", 0) + weights.get("recency_gap_ratio", 0)
+    weights = weights.drop("recency_gap_ratio", errors="ignore")
+    usable = [feature for feature in weights[weights > 0].index
+              if feature in FEATURES and feature in table and table[feature].notna().any()] or ["recency_days"]
+    weights = weights.reindex(usable).fillna(0).clip(lower=1e-6)
     pushes = {}
     for feature in usable:
         values = table[feature]
@@ -390,41 +393,49 @@ def _drivers(table: pd.DataFrame, importance: pd.DataFrame, risk: pd.Series, lim
     top = np.argsort(-pushes.to_numpy(), axis=1)[:, :limit]
     names = np.array(pushes.columns)[top]
     strengths = np.take_along_axis(pushes.to_numpy(), top, axis=1)
-    words = []
-    for row, (features, strength) in enumerate(zip(names, strengths)):
-        reasons = [_say(feature, table.iloc[row]) for feature, push in zip(features, strength) if push > 0]
-        words.append("; ".join(reason for reason in reasons if reason) or "no single reason stands out")
-    return pd.Series(words, index=table.index)
+    reasons = pd.DataFrame(index=table.index, columns=range(names.shape[1]), dtype=object)
+    for slot in range(names.shape[1]):
+        for feature in np.unique(names[:, slot]):
+            rows = (names[:, slot] == feature) & (strengths[:, slot] > 0)
+            if rows.any():
+                reasons.loc[table.index[rows], slot] = _say(feature, table.loc[table.index[rows]])
+    words = reasons.apply(lambda row: "; ".join(dict.fromkeys(r for r in row if isinstance(r, str) and r)), axis=1)
+    return words.where(words != "", "no single reason stands out")
 
 
-def _say(feature: str, customer: pd.Series) -> str:
-    """One reason in a marketer's words."""
-    value = customer.get(feature)
-    if value is None or pd.isna(value):
-        return ""
-    gap = customer.get("mean_gap_days")
-    usual = f"; usually buys every {gap:.0f}" if gap is not None and pd.notna(gap) else ""
+def _number(values: pd.Series, digits: int = 0) -> pd.Series:
+    return values.map(lambda value: f"{value:,.{digits}f}")
+
+
+def _say(feature: str, customers: pd.DataFrame) -> pd.Series:
+    """One reason in a marketer's words for each of ``customers`` (empty where the value is missing)."""
+    value = customers[feature]
+    gap = customers["mean_gap_days"] if "mean_gap_days" in customers else pd.Series(np.nan, index=customers.index)
+    usual = ("; usually buys every " + _number(gap)).where(gap.notna(), "")
     if feature in ("recency_days", "recency_gap_ratio"):
-        return f"no purchase for {customer['recency_days']:.0f} days{usual}"
-    if feature == "purchase_days":
-        return "bought on only one day" if value <= 1 else f"bought on only {value:.0f} days"
-    if feature == "tenure_days":
-        return f"customer for {value:.0f} days"
-    if feature == "mean_gap_days":
-        return f"usually {value:.0f} days between purchases"
-    if feature == "gap_spread_days":
-        return f"irregular buyer (gaps vary by {value:.0f} days)"
-    if feature == "products":
-        return f"bought {value:.0f} different products"
-    if feature == "return_rate":
-        return f"returned {value:.0%} of lines"
-    if feature == "spend_trend":
-        return "spend down in the last 90 days" if value < 0 else "spend up in the last 90 days"
-    if feature == "probability_alive":
-        return f"probability still active {value:.0%}"
-    if feature == "expected_purchases":
-        return f"expected purchases in the horizon {value:.1f}"
-    return f"{FEATURES.get(feature, feature)} {value:,.0f}"
+        text = "no purchase for " + _number(customers["recency_days"]) + " days" + usual
+    elif feature == "purchase_days":
+        text = ("bought on only " + _number(value) + " days").where(value > 1, "bought on only one day")
+    elif feature == "tenure_days":
+        text = "customer for " + _number(value) + " days"
+    elif feature == "mean_gap_days":
+        text = "usually " + _number(value) + " days between purchases"
+    elif feature == "gap_spread_days":
+        text = "irregular buyer (gaps vary by " + _number(value) + " days)"
+    elif feature == "products":
+        text = "bought " + _number(value) + " different products"
+    elif feature == "return_rate":
+        text = "returned " + value.map(lambda share: f"{share:.0%}") + " of lines"
+    elif feature == "spend_trend":
+        text = pd.Series(np.where(value < 0, "spend down in the last 90 days", "spend up in the last 90 days"),
+                         index=customers.index)
+    elif feature == "probability_alive":
+        text = "probability still active " + value.map(lambda share: f"{share:.0%}")
+    elif feature == "expected_purchases":
+        text = "expected purchases in the horizon " + _number(value, 1)
+    else:
+        text = FEATURES.get(feature, feature) + " " + _number(value)
+    return text.where(value.notna(), "")
 
 
 # --- transactions mode ------------------------------------------------------------------------------------------
