@@ -16,7 +16,6 @@ import gzip
 import io
 import os
 import re
-import shutil
 import sys
 import tempfile
 import zipfile

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ import duckdb
 import pandas as pd
 
 from clm_core import schema
-from clm_core.errors import NoDatasetError, ResourceLimitError, SchemaError
+from clm_core.errors import InputFileError, NoDatasetError, ResourceLimitError, SchemaError
 from clm_core.ingest import REJECTED_TABLE, IngestOptions, IngestReport, attribute_column, build_transactions
 from clm_core.mapping import ColumnMapping, guess_mapping
 from clm_core.queries import query_text
@@ -119,6 +120,7 @@ class Workspace:
         # runs on a cursor of its own, so a page re-run that starts while the last one still reads never finds
         # the connection busy. Loads are serialised.
         self._load_lock = threading.RLock()
+        self._staged: StagedFile | None = None  # the file whose rows are in the raw table now
         self._cursors: set[duckdb.DuckDBPyConnection] = set()
 
     @contextmanager
@@ -149,21 +151,24 @@ class Workspace:
         ``header_row`` (Excel: the 1-based sheet row holding the column names) overrides the detected one.
         """
         name = original_name or Path(path).name
-        with self._load_lock, ThreadPoolExecutor(max_workers=1) as pool, self._readable(path) as path:
-            # Hashing releases the GIL, so the file's fingerprint is computed while DuckDB reads it.
-            digest_job = pool.submit(file_digest, path)
-            info = sniff(path, original_name=name, workdir=self._workdir)
-            rows = load_raw(self._con, info, sheets=sheets, workdir=self._workdir, header_row=header_row)
-            columns = [name for name in self._raw_columns()]
-            sample = self._con.execute(
-                f"SELECT * FROM {RAW_TABLE} WHERE rowid < {_SAMPLE_ROWS} ORDER BY rowid"
-            ).df()
-            digest = digest_job.result()
-        if info.kind == "excel":
-            choice = json.dumps([sheets or info.sheets[:1], info.header_row])
-            digest = hashlib.sha256((digest + choice).encode()).hexdigest()
-        return StagedFile(name=name, info=info, rows=rows, columns=columns,
-                          sample=sample, guess=guess_mapping(sample), digest=digest)
+        with self._load_lock:
+            self._staged = None  # a failed read leaves nothing staged
+            with ThreadPoolExecutor(max_workers=1) as pool, self._readable(path) as readable:
+                # Hashing releases the GIL, so the file's fingerprint is computed while DuckDB reads it.
+                digest_job = pool.submit(file_digest, readable)
+                info = sniff(readable, original_name=name, workdir=self._workdir)
+                rows = load_raw(self._con, info, sheets=sheets, workdir=self._workdir, header_row=header_row)
+                columns = self._raw_columns()
+                sample = self._con.execute(
+                    f"SELECT * FROM {RAW_TABLE} WHERE rowid < {_SAMPLE_ROWS} ORDER BY rowid"
+                ).df()
+                digest = digest_job.result()
+            if info.kind == "excel":
+                choice = json.dumps([sheets or info.sheets[:1], info.header_row])
+                digest = hashlib.sha256((digest + choice).encode()).hexdigest()
+            self._staged = StagedFile(name=name, info=info, rows=rows, columns=columns, sample=sample,
+                                      guess=guess_mapping(sample), digest=digest)
+            return self._staged
 
     @contextmanager
     def _readable(self, path: str | Path) -> Iterator[Path]:
@@ -189,6 +194,9 @@ class Workspace:
         """Validate the staged rows with ``mapping`` (default: the guess) and store the dataset."""
         mapping = mapping or staged.guess
         with self._load_lock:
+            if staged is not self._staged:
+                raise InputFileError(f"'{staged.name}' is no longer waiting to be loaded (another file was read, or "
+                                     "it was loaded already). Read the file again.")
             try:
                 return self._build(staged, mapping, options)
             except duckdb.OutOfMemoryException as error:
@@ -212,6 +220,7 @@ class Workspace:
             ))
 
         report = build_transactions(self._con, mapping, options, before_commit=describe)
+        self._staged = None
         self._con.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
         self._con.execute(f"DROP TABLE IF EXISTS {MALFORMED_TABLE}")
         try:
@@ -223,9 +232,10 @@ class Workspace:
     def ingest(self, path: str | Path, mapping: ColumnMapping | None = None,
                options: IngestOptions = IngestOptions(), *, original_name: str | None = None,
                sheets: list[str] | None = None, header_row: int | None = None) -> IngestReport:
-        """Stage and build in one step (the CLI's path)."""
-        staged = self.stage_file(path, original_name=original_name, sheets=sheets, header_row=header_row)
-        return self.build(staged, mapping, options)
+        """Stage and build in one step (the CLI's path), with no other load in between."""
+        with self._load_lock:
+            staged = self.stage_file(path, original_name=original_name, sheets=sheets, header_row=header_row)
+            return self.build(staged, mapping, options)
 
     def _raw_columns(self) -> list[str]:
         return [row[0] for row in self._con.execute(f"DESCRIBE {RAW_TABLE}").fetchall()]
@@ -305,8 +315,19 @@ class Workspace:
         with self._cursor() as cursor:
             return cursor.execute(sql, params).df()
 
-    def close(self) -> None:
-        self._con.close()
+    def close(self, *, timeout: float = 30.0) -> None:
+        """Close the database and remove the work folder. A call still running is interrupted first, waiting up
+        to ``timeout`` seconds for it to give up (DuckDB refuses to close a connection while a call runs)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._con.close()
+                break
+            except duckdb.ResourceInUseException:
+                if time.monotonic() > deadline:
+                    raise
+                self.interrupt()
+                time.sleep(0.05)  # lets the interrupted call's thread unwind
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __enter__(self) -> "Workspace":
