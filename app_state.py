@@ -1,45 +1,233 @@
-"""App-side glue: the per-session workspace and the cached wrappers around clm_core calls.
+"""App-side glue: the per-session workspace and files, and the cached wrappers around clm_core calls.
 
-Every browser session gets its own DuckDB workspace in its own temporary
-folder, so one session never sees another's upload. Cached results are keyed
-by the dataset fingerprint (a hash of the file's bytes, mapping and options)
-plus the settings; the workspace argument is underscored so it stays out of
-the cache key.
+Every browser session gets its own folder under one root (``CLM_SESSION_ROOT``, default
+``<tempdir>/clm-sessions``) holding its uploads and its DuckDB workspace, so one session never sees another's
+upload. The folder is removed when the session ends, when the server shuts down, and, if a server died without
+cleaning up, by the first session of the next server once it is older than ``CLM_SESSION_MAX_AGE_HOURS``
+(default 24). Cached results are keyed by the dataset fingerprint (a hash of the file's bytes, mapping and
+options) plus the settings; the workspace argument is underscored so it stays out of the cache key.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import re
+import shutil
 import tempfile
-from pathlib import Path
+import threading
+import time
+import uuid
+import weakref
+from pathlib import Path, PurePosixPath
 
+import duckdb
 import pandas as pd
 import streamlit as st
 
 from clm_core import summary as summary_module
-from clm_core.workspace import Workspace
+from clm_core.ingest import IngestOptions
+from clm_core.mapping import ColumnMapping
+from clm_core.workspace import StagedFile, Workspace
 
 DEMO_FILE = Path(__file__).parent / "data" / "demo_transactions.csv.gz"
 DEMO_NAME = "Demo shop (generated, 3,000 customers)"
 
+SESSION_ROOT_ENV = "CLM_SESSION_ROOT"
+MAX_AGE_ENV = "CLM_SESSION_MAX_AGE_HOURS"
+DEFAULT_MAX_AGE_HOURS = 24.0
+UPLOAD_SUFFIXES = frozenset({".csv", ".txt", ".tsv", ".gz", ".zip", ".xlsx", ".parquet"})
+_CLOSE_TIMEOUT_SECONDS = 10.0
 
-def session_folder() -> Path:
-    """This session's private temporary folder (uploads and the workspace live here)."""
-    if "session_folder" not in st.session_state:
-        st.session_state["session_folder"] = tempfile.mkdtemp(prefix="clm-session-")
-    return Path(st.session_state["session_folder"])
+_LOGGER = logging.getLogger(__name__)
+
+
+# --- text from users ------------------------------------------------------------------------------------------
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=^\"'@%/])")
+# Streamlit turns some plain words into links or images after Markdown is parsed, so escaping cannot stop them:
+# "http://...", "www....", "name@domain" and ":streamlit:". An invisible word joiner breaks each pattern.
+_LINKIFIED = re.compile(r"(?<=:)|(?=@)|(?i:(?<=www)(?=\.))")
+WORD_JOINER = "\u2060"
+
+
+def plain(text: object) -> str:
+    """``text`` shown as written by an element that renders Markdown (header, caption, success, error, labels...):
+    a file named ``**x** [link](http://evil.example).csv`` stays those characters, not bold text and a link.
+
+    Markdown and HTML special characters are backslash-escaped; an invisible word joiner (U+2060) follows each
+    colon and precedes each @ so no web or mail address is linked; line breaks become spaces.
+    """
+    joined = _LINKIFIED.sub(WORD_JOINER, str(text).replace("\n", " "))
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", joined)
+
+
+# --- session folders ------------------------------------------------------------------------------------------
+def session_root() -> Path:
+    """The folder that holds every session's folder (created if missing)."""
+    root = Path(os.environ.get(SESSION_ROOT_ENV) or Path(tempfile.gettempdir()) / "clm-sessions")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def max_age_hours() -> float:
+    """How old a session folder left behind by an earlier server may get before it is swept, in hours."""
+    value = os.environ.get(MAX_AGE_ENV, "")
+    try:
+        return float(value) if value.strip() else DEFAULT_MAX_AGE_HOURS
+    except ValueError:
+        _LOGGER.warning("%s=%r is not a number of hours; using %s", MAX_AGE_ENV, value, DEFAULT_MAX_AGE_HOURS)
+        return DEFAULT_MAX_AGE_HOURS
+
+
+def _last_change(folder: Path) -> float:
+    """The newest modification time of a folder and its direct entries (a workspace file written in place does
+    not touch its folder's own time), in seconds since the epoch."""
+    times = [folder.stat().st_mtime]
+    for entry in folder.iterdir():
+        try:
+            times.append(entry.stat().st_mtime)
+        except OSError:  # removed meanwhile
+            pass
+    return max(times)
+
+
+def sweep_session_folders(root: Path, max_age_hours: float) -> list[Path]:
+    """Remove the session folders in ``root`` unchanged for more than ``max_age_hours``; returns them."""
+    cutoff = time.time() - max_age_hours * 3600
+    removed = []
+    for folder in sorted(root.iterdir()):
+        try:
+            if not folder.is_dir() or folder.is_symlink() or _last_change(folder) >= cutoff:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def close_workspace(workspace: Workspace, timeout: float = _CLOSE_TIMEOUT_SECONDS) -> None:
+    """Stop whatever ``workspace`` is computing and close it (see :meth:`Workspace.close`); a workspace still
+    busy after ``timeout`` seconds is left open, with a warning in the server log."""
+    workspace.interrupt()
+    try:
+        workspace.close(timeout=timeout)
+    except duckdb.ResourceInUseException:
+        _LOGGER.warning("A workspace was still busy after %.0f s; it is left open.", timeout)
+
+
+def _release_session(folder: Path, workspace: Workspace) -> None:
+    close_workspace(workspace)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class SessionSpace:
+    """One session's folder, its uploads folder and its workspace; all removed when the session ends.
+
+    Kept in ``st.session_state``: when Streamlit drops an ended session's state, this object is garbage
+    collected and its finalizer closes the workspace and removes the folder. ``release()`` does it at once.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="session-", dir=root))
+        self.uploads = self.folder / "uploads"
+        self.uploads.mkdir()
+        self.workspace = Workspace(self.folder / "workspace.duckdb", folder=self.folder)
+        # Quick clicks start a new script run while the last one still loads: one load (stage, build) at a time.
+        # What is staged lives here, not in st.session_state: touching session state is where Streamlit stops an
+        # outdated run, which must not happen between building a staged file and noting that it is built.
+        self.loading = threading.RLock()
+        self.staged: tuple[set[tuple], StagedFile] | None = None  # the reading choices it answers, the file
+        self.detected_header_rows: dict[tuple, int] = {}  # (path, sheets) -> the row detection chose
+        # The finalizer must not reference self, or the object would never be collected.
+        self.release = weakref.finalize(self, _release_session, self.folder, self.workspace)
+
+
+class SessionRegistry:
+    """The live sessions of this server process, held weakly, so a shutdown can close them all."""
+
+    def __init__(self) -> None:
+        self._sessions: weakref.WeakSet[SessionSpace] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def add(self, space: SessionSpace) -> None:
+        with self._lock:
+            self._sessions.add(space)
+
+    def shut_down(self) -> None:
+        """Interrupt every session's running computation, then close each workspace and remove its folder.
+
+        Runs at interpreter exit (after a SIGTERM, Streamlit stops its server and returns from main), while the
+        script threads, which are daemons, may still be inside a DuckDB call: left there, they would be killed
+        in the middle of C++ code and abort the process.
+        """
+        with self._lock:
+            sessions = list(self._sessions)
+        for space in sessions:
+            space.workspace.interrupt()
+        for space in sessions:
+            space.release()
+
+
+@st.cache_resource(show_spinner=False)
+def session_registry() -> SessionRegistry:
+    """Once per server process: sweep folders left by earlier servers and register the shutdown hook."""
+    registry = SessionRegistry()
+    removed = sweep_session_folders(session_root(), max_age_hours())
+    if removed:
+        _LOGGER.info("Removed %d abandoned session folder(s) from %s", len(removed), session_root())
+    atexit.register(registry.shut_down)
+    return registry
+
+
+_NEW_SESSION = threading.Lock()
+
+
+def session_space() -> SessionSpace:
+    """This session's folder and workspace, created on first use."""
+    if "session_space" not in st.session_state:
+        # Two quick first runs of one session must not both create one: the loser's would be closed under it.
+        with _NEW_SESSION:
+            if "session_space" not in st.session_state:
+                space = SessionSpace(session_root())
+                session_registry().add(space)
+                st.session_state["session_space"] = space
+    return st.session_state["session_space"]
 
 
 def workspace() -> Workspace:
-    """This session's workspace, created on first use."""
-    if "workspace" not in st.session_state:
-        st.session_state["workspace"] = Workspace(session_folder() / "workspace.duckdb")
-    return st.session_state["workspace"]
+    """This session's workspace."""
+    return session_space().workspace
+
+
+def upload_suffix(name: str) -> str:
+    """The extension an upload is stored with: the browser's file name's, if it is one the app reads, else none."""
+    suffix = PurePosixPath(name.replace("\\", "/")).suffix.lower()
+    return suffix if suffix in UPLOAD_SUFFIXES else ""
+
+
+def save_upload(name: str, data: bytes | memoryview, *, folder: Path | None = None) -> Path:
+    """Store an upload in this session's uploads folder (or ``folder``) and return its path.
+
+    The path never contains the browser-sent ``name`` (it could be ``../../x``): the file gets a generated name
+    plus an allowed extension. The Data page reads one file at a time, so earlier uploads are deleted.
+    """
+    folder = folder or session_space().uploads
+    for earlier in folder.iterdir():
+        earlier.unlink(missing_ok=True)
+    path = folder / (uuid.uuid4().hex + upload_suffix(name))
+    with open(path, "xb") as handle:
+        handle.write(data)
+    return path
 
 
 def load_demo() -> None:
     """Load the bundled demo file into this session's workspace."""
-    workspace().ingest(DEMO_FILE, original_name=DEMO_NAME)
-    st.session_state["dataset_version"] = st.session_state.get("dataset_version", 0) + 1
+    space = session_space()
+    with space.loading:  # stage and build together: another run must not stage in between
+        space.workspace.ingest(DEMO_FILE, original_name=DEMO_NAME)
+        space.staged = None  # loading replaced the staged upload's rows
 
 
 def ensure_first_run_demo() -> None:
@@ -58,6 +246,40 @@ def require_dataset():
         st.info("No data loaded yet. Go to the **Data** page to load the demo data or upload a file.")
         st.stop()
     return ws.dataset
+
+
+def stage_upload(path: str | Path, name: str, *, sheets: list[str] | None = None,
+                 header_row: int | None = None) -> StagedFile:
+    """The upload read into this session's workspace; read again only when the file, the sheets or the header
+    row (None: detect it) change, or once it has been loaded."""
+    key = (str(path), tuple(sheets or ()), header_row)
+    space = session_space()
+    with space.loading:
+        if space.staged is None or key not in space.staged[0]:
+            with st.spinner(f"Reading {plain(name)}..."):
+                staged = space.workspace.stage_file(path, original_name=name, sheets=sheets, header_row=header_row)
+                # Choosing the row that was detected is the same reading: the file is not read again.
+                space.staged = ({key, key[:2] + (staged.info.header_row,)}, staged)
+                if header_row is None and staged.info.header_row is not None:
+                    space.detected_header_rows[key[:2]] = staged.info.header_row
+        return space.staged[1]
+
+
+def detected_header_row(path: str | Path, sheets: list[str] | None) -> int | None:
+    """The sheet row that holds the column names, as detected when ``sheets`` of the upload were first read."""
+    return session_space().detected_header_rows.get((str(path), tuple(sheets or ())))
+
+
+def build_upload(staged: StagedFile, mapping: ColumnMapping, options: IngestOptions) -> bool:
+    """Validate the staged upload into the session's dataset; False when an overlapping run (a double click)
+    already did: the staged rows are gone once built."""
+    space = session_space()
+    with space.loading:
+        if space.staged is None or space.staged[1] is not staged:
+            return False
+        space.workspace.build(staged, mapping, options)
+        space.staged = None
+        return True
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -131,3 +353,48 @@ def cached_calculator_prefill(fingerprint: str, _ws: Workspace) -> dict:
 def money(value: float | None, digits: int = 0) -> str:
     """A money figure for people: '8,278,519' or 'n/a'."""
     return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_churn_horizon(fingerprint: str, _ws: Workspace):
+    """(suggested horizon in days, each repeat customer's usual gap) for a dataset."""
+    from clm_core.churn import suggest_horizon
+
+    return suggest_horizon(_ws)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_churn(fingerprint: str, _ws: Workspace, horizon_days: int, cutoff, model: str | None):
+    """Churn models trained, checked and every customer scored, for a dataset and settings."""
+    from clm_core.churn import churn_from_workspace
+
+    return churn_from_workspace(_ws, horizon_days=horizon_days, cutoff=cutoff, model=model)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_customer_value(fingerprint: str, _ws: Workspace):
+    """(12-month CLV per customer id or None, how it was made in words)."""
+    from clm_core.churn import customer_value
+
+    return customer_value(_ws)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_churn_table(digest: str, _table: pd.DataFrame, label: str, features: tuple[str, ...]):
+    """Churn models on a labelled customer table (keyed by the file's digest and the choices)."""
+    from clm_core.churn import churn_from_table
+
+    return churn_from_table(_table, label, features=list(features) or None)
+
+
+def read_customer_table(name: str, data: bytes) -> pd.DataFrame:
+    """A labelled customer table uploaded on the Churn page (read from its bytes; the name only picks the format)."""
+    from clm_core.churn import read_customer_table as read
+
+    return read(data, name=name)
+
+
+def digest_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

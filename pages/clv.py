@@ -55,11 +55,11 @@ def _prefill() -> None:
 with calculator_tab:
     st.caption("No data needed: enter what you know about an average customer.")
     if dataset is not None:
-        st.button(f"Fill in from {dataset.name}", key="clv_calc_prefill", on_click=_prefill,
+        st.button(f"Fill in from {app_state.plain(dataset.name)}", key="clv_calc_prefill", on_click=_prefill,
                   help="Average order value, orders per customer per year and annual retention as observed in the "
                        "loaded data. Margin, discount rate and acquisition cost stay yours to set.")
         if "clv_calc_prefill_note" in st.session_state:
-            st.caption(st.session_state["clv_calc_prefill_note"])
+            st.caption(app_state.plain(st.session_state["clv_calc_prefill_note"]))
     row = st.columns(4)
     aov = row[0].number_input("Average order value", min_value=0.0, step=5.0, key="clv_calc_aov",
                               help="Revenue per order, in your currency.")
@@ -178,10 +178,10 @@ with predictive_tab:
                 scores = app_state.cached_clv_scores(dataset.fingerprint, ws, purchase_model, unit, int(horizon),
                                                      monthly_discount / 100, margin_pct / 100)
         except ClmError as error:
-            st.error(str(error))
+            st.error(app_state.plain(error))
         else:
             for note in fitted.notes:
-                st.caption("ℹ️ " + note)
+                st.caption("ℹ️ " + app_state.plain(note))
             cells = st.columns(4)
             cells[0].metric("Customers scored", f"{len(scores):,}")
             cells[1].metric(f"Expected purchases, next {horizon} months", f"{scores['expected_purchases'].sum():,.0f}",
@@ -248,7 +248,7 @@ with check_tab:
                 with st.spinner("Comparing predictions with the check period..."):
                     check = app_state.cached_clv_check(dataset.fingerprint, ws, purchase_model, unit, calibration_end)
             except ClmError as error:
-                st.error(str(error))
+                st.error(app_state.plain(error))
             else:
                 totals, summary = check["totals"], check["summary"]
                 holdout = f"{calibration_end + timedelta(days=1):%d %b %Y} to {summary.data_end:%d %b %Y}"

@@ -29,20 +29,22 @@ segment = controls[2].selectbox("Split by", list(segment_options), format_func=s
 min_size = controls[3].number_input("Minimum cohort size", min_value=1, value=1, step=5, key="cohorts_min_size",
                                     help="Hide cohorts with fewer customers than this: small cohorts jump around.")
 first, last = summary.first_date.date(), summary.last_date.date()
-date_range = st.slider("First purchase between", min_value=first, max_value=last, value=(first, last),
-                       format="DD MMM YYYY", key="cohorts_dates",
-                       help="Only cohorts whose period starts in this range are shown.")
+date_range = (first, last)
+if first < last:  # with one day of data there is no range to choose; cohort_table explains what is missing
+    date_range = st.slider("First purchase between", min_value=first, max_value=last, value=(first, last),
+                           format="DD MMM YYYY", key="cohorts_dates",
+                           help="Only cohorts whose period starts in this range are shown.")
 
 try:
     with st.spinner("Computing cohorts..."):
         table = app_state.cached_cohorts(dataset.fingerprint, ws, period, definition, segment,
                                          pd.Timestamp(date_range[0]), pd.Timestamp(date_range[1]), int(min_size))
 except ClmError as error:
-    st.warning(str(error))
+    st.warning(app_state.plain(error))
     st.stop()
 
 for note in table.notes:
-    st.caption("⚠️ " + note)
+    st.caption("⚠️ " + app_state.plain(note))
 unit = PERIODS[period].lower()
 headline = table.headline()
 cells = st.columns(4)

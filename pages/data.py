@@ -1,6 +1,8 @@
 """Data page: load the demo or an upload, map columns, see the validation report and a summary."""
 
+import hashlib
 from dataclasses import replace
+from pathlib import Path
 
 import streamlit as st
 
@@ -11,8 +13,18 @@ from clm_core.errors import ClmError
 from clm_core.export import to_csv_bytes
 from clm_core.ingest import FLAG_REASONS, REJECT_REASONS, IngestOptions
 from clm_core.mapping import DATE_FORMATS, NUMBER_STYLES
+from clm_core.reader import excel_sheet_names
 
 NONE = "(not in file)"
+
+
+def _header_row_input(key: str, detected: int) -> None:
+    st.number_input(
+        "Header row", min_value=1, value=detected, step=1, key=key,
+        help=f"The row of the sheet that holds the column names; we detected row {detected}. "
+             "Rows above it (a title, notes) are skipped.",
+    )
+
 
 st.title("Data")
 st.write(
@@ -29,7 +41,6 @@ with left:
     if st.button("Load demo data", key="data_load_demo", type="secondary"):
         with st.spinner("Loading the demo data..."):
             app_state.load_demo()
-        st.session_state.pop("data_staged", None)
         st.success("Demo data loaded.")
 with right:
     st.subheader("Your file")
@@ -42,25 +53,17 @@ with right:
     )
 
 if upload is not None and st.session_state.get("data_upload_id") != upload.file_id:
-    target = app_state.session_folder() / "uploads" / upload.file_id
-    target.mkdir(parents=True, exist_ok=True)
-    path = target / upload.name
-    with open(path, "wb") as handle:
-        handle.write(upload.getbuffer())
+    path = app_state.save_upload(upload.name, upload.getbuffer())
     st.session_state["data_upload_id"] = upload.file_id
     st.session_state["data_upload_path"] = str(path)
-    st.session_state["data_upload_name"] = upload.name
-    st.session_state.pop("data_staged", None)
     st.session_state.pop("data_sheets", None)
 
 staged = None
 if upload is not None:
-    path = st.session_state["data_upload_path"]
+    path = Path(st.session_state["data_upload_path"])
+    sheets = header_key = None
     try:
-        from clm_core.reader import excel_sheet_names
-
-        sheets = None
-        if upload.name.lower().endswith(".xlsx"):
+        if path.suffix == ".xlsx":
             sheet_names = excel_sheet_names(path)
             sheets = st.multiselect(
                 "Sheets to load", sheet_names, default=sheet_names[:1], key="data_sheets",
@@ -69,22 +72,24 @@ if upload is not None:
             if not sheets:
                 st.warning("Choose at least one sheet.")
                 st.stop()
-        stage_key = (upload.file_id, tuple(sheets or ()))
-        cached = st.session_state.get("data_staged")
-        if cached is None or cached[0] != stage_key:
-            with st.spinner(f"Reading {upload.name}..."):
-                staged = ws.stage_file(path, original_name=upload.name, sheets=sheets)
-            st.session_state["data_staged"] = (stage_key, staged)
-        staged = st.session_state["data_staged"][1]
+            # One header row choice per file and set of sheets: other sheets get their own detection.
+            choice = repr((upload.file_id, sheets)).encode()
+            header_key = "data_header_row_" + hashlib.sha256(choice).hexdigest()[:12]
+        staged = app_state.stage_upload(path, upload.name, sheets=sheets,
+                                        header_row=st.session_state.get(header_key) if header_key else None)
     except ClmError as error:
-        st.error(str(error))
+        st.error(app_state.plain(error))
+    detected = header_key and app_state.detected_header_row(path, sheets)
+    if detected:  # shown after an error too, so a header row that does not work can be changed back
+        _header_row_input(header_key, detected)
+    if staged is None:
         st.stop()
 
 # --- map --------------------------------------------------------------------
 if staged is not None:
     st.subheader("Columns")
-    st.caption(f"{staged.name}: {staged.info.describe()}, {staged.rows:,} rows. We guessed the columns below; "
-               "check them and change any that are wrong.")
+    st.caption(f"{app_state.plain(staged.name)}: {staged.info.describe()}, {staged.rows:,} rows. "
+               "We guessed the columns below; check them and change any that are wrong.")
     with st.expander("First rows of the file", expanded=False):
         st.dataframe(staged.sample.head(20), hide_index=True)
     guess = staged.guess
@@ -157,13 +162,11 @@ if staged is not None:
     if st.button("Validate and load", type="primary", key="data_build"):
         try:
             with st.spinner("Validating rows and building the dataset..."):
-                ws.build(staged, mapping, IngestOptions(drop_returns=drop_returns, drop_zero_price=drop_zero,
-                                                        keep_duplicates=keep_duplicates))
-            st.session_state.pop("data_staged", None)
-            st.session_state["data_built_upload"] = st.session_state.get("data_upload_id")
-            st.success(f"Loaded {staged.name}.")
+                app_state.build_upload(staged, mapping, IngestOptions(
+                    drop_returns=drop_returns, drop_zero_price=drop_zero, keep_duplicates=keep_duplicates))
+            st.success(f"Loaded {app_state.plain(staged.name)}.")
         except ClmError as error:
-            st.error(str(error))
+            st.error(app_state.plain(error))
             st.stop()
 
 # --- report and summary -------------------------------------------------------
@@ -174,9 +177,9 @@ if not ws.has_dataset:
 dataset = ws.dataset
 report = dataset.report
 st.divider()
-st.header(dataset.name)
+st.header(app_state.plain(dataset.name))
 if dataset.source:
-    st.caption(f"Read as {dataset.source}.")
+    st.caption(f"Read as {app_state.plain(dataset.source)}.")
 
 st.subheader("Validation report")
 a, b, c = st.columns(3)
@@ -192,7 +195,7 @@ if lines:
 else:
     st.success("Every row passed validation.")
 for note in report.notes:
-    st.caption(note)
+    st.caption(app_state.plain(note))
 if report.total_rejected:
     for reason, count in report.rows_rejected.items():
         if count:

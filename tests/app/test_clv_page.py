@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clm_core.workspace import Workspace
+import app_state
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "demo_transactions.csv.gz"
@@ -87,9 +87,9 @@ def test_switching_model_and_unit():
 def test_data_without_repeat_buyers_gets_a_message(tmp_path):
     path = tmp_path / "once.csv"
     path.write_text("customer_id,order_date,amount\na,2021-03-01,5\nb,2021-03-09,7\nc,2021-04-02,9\n")
-    workspace = Workspace(tmp_path / "w.duckdb")
-    workspace.ingest(path)
-    at = _page({"workspace": workspace, "demo_checked": True})
+    space = app_state.SessionSpace(tmp_path)
+    space.workspace.ingest(path)
+    at = _page({"session_space": space, "demo_checked": True})
     messages = [error.value for error in at.error]
     assert any("No customer bought more than once" in message for message in messages)
     assert "CLV per customer" in _metrics(at)  # the calculator still works
@@ -98,9 +98,9 @@ def test_data_without_repeat_buyers_gets_a_message(tmp_path):
 def test_data_without_amounts_still_predicts_purchases(tmp_path, demo):
     path = tmp_path / "no_money.csv"
     demo[["customer_id", "order_id", "order_date"]].to_csv(path, index=False)
-    workspace = Workspace(tmp_path / "w.duckdb")
-    workspace.ingest(path)
-    at = _page({"workspace": workspace, "demo_checked": True})
+    space = app_state.SessionSpace(tmp_path)
+    space.workspace.ingest(path)
+    at = _page({"session_space": space, "demo_checked": True})
     assert not at.error
     assert any("no amount column" in info.value for info in at.info)
     metrics = _metrics(at)
