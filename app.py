@@ -12,6 +12,7 @@ pages = [
     st.Page("pages/data.py", title="Data", icon="📂", default=True),
     st.Page("pages/cohorts.py", title="Cohorts", icon="📊"),
     st.Page("pages/clv.py", title="Customer lifetime value", icon="💰", url_path="clv"),
+    st.Page("pages/churn.py", title="Churn risk", icon="🚨", url_path="churn"),
 ]
 navigation = st.navigation(pages)
 navigation.run()
@@ -22,6 +23,6 @@ with st.sidebar:
     if ws.has_dataset:
         dataset = ws.dataset
         st.caption("Dataset in use")
-        st.markdown(f"**{dataset.name}**  \n{dataset.report.rows_kept:,} rows")
+        st.markdown(f"**{app_state.plain(dataset.name)}**  \n{dataset.report.rows_kept:,} rows")
     else:
         st.caption("No dataset loaded")

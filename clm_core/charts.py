@@ -20,6 +20,13 @@ __all__ = [
     "probability_alive_figure",
     "holdout_by_frequency_figure",
     "tracking_figure",
+    "churn_gap_figure",
+    "roc_figure",
+    "calibration_figure",
+    "gains_figure",
+    "importance_figure",
+    "risk_distribution_figure",
+    "campaign_figure",
 ]
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), hovermode="x unified")
@@ -236,4 +243,118 @@ def tracking_figure(tracking: pd.DataFrame, calibration_end) -> go.Figure:
     figure.update_layout(title="Cumulative repeat purchases: actual vs model", xaxis_title="Date",
                          yaxis_title="Repeat purchases (cumulative)", **_LAYOUT)
     figure.update_xaxes(tickformat="%b %Y")
+    return figure
+
+
+# --- churn ---------------------------------------------------------------------------------------------------------
+
+def churn_gap_figure(gaps: pd.Series, horizon_days: int) -> go.Figure:
+    """Histogram of repeat customers' usual days between purchases, with the chosen horizon marked."""
+    values = gaps.dropna().to_numpy()
+    cap = float(np.quantile(values, 0.99)) if len(values) else float(horizon_days)
+    within = float((values <= horizon_days).mean()) if len(values) else 0.0
+    figure = go.Figure(go.Histogram(x=np.minimum(values, cap), nbinsx=40, marker_color="#2c7fb8",
+                                    hovertemplate="%{x} days: %{y:,} customers<extra></extra>"))
+    figure.add_vline(x=horizon_days, line=dict(color="#d62728", width=3, dash="dash"),
+                     annotation_text=f"horizon {horizon_days} days ({within:.0%} of usual gaps are shorter)",
+                     annotation_position="top right")
+    figure.update_layout(title="How long do repeat customers usually wait between purchases?",
+                         xaxis_title=f"Usual days between purchases (the last bar holds all above {cap:,.0f})",
+                         yaxis_title="Repeat customers", bargap=0.05, height=300, **_LAYOUT)
+    return figure
+
+
+def roc_figure(curve: pd.DataFrame, auc: float) -> go.Figure:
+    figure = go.Figure()
+    figure.add_scatter(x=curve["false_positive_rate"], y=curve["true_positive_rate"], mode="lines",
+                       name=f"Best model (ROC AUC {auc:.2f})", line=dict(width=3),
+                       hovertemplate="%{x:.0%} of stayers flagged, %{y:.0%} of leavers caught<extra></extra>")
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="Chance", line=dict(dash="dot", color="grey"),
+                       hoverinfo="skip")
+    figure.update_layout(title="Leavers caught vs stayers flagged (check period)",
+                         xaxis_title="Customers who stayed but were flagged (%)",
+                         yaxis_title="Customers who left and were flagged (%)", **{**_LAYOUT, "hovermode": "closest"})
+    figure.update_xaxes(tickformat=".0%")
+    figure.update_yaxes(tickformat=".0%")
+    return figure
+
+
+def calibration_figure(curve: pd.DataFrame) -> go.Figure:
+    figure = go.Figure()
+    figure.add_scatter(x=curve["predicted"], y=curve["observed"], mode="lines+markers", name="Best model",
+                       line=dict(width=3),
+                       hovertemplate="Predicted %{x:.0%}, actually left %{y:.0%}<extra></extra>")
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="Perfect", line=dict(dash="dot", color="grey"),
+                       hoverinfo="skip")
+    figure.update_layout(title="Is a 70 % risk really 70 %? (check period, deciles)",
+                         xaxis_title="Predicted risk (%)", yaxis_title="Share who actually left (%)",
+                         **{**_LAYOUT, "hovermode": "closest"})
+    figure.update_xaxes(tickformat=".0%", range=[0, 1])
+    figure.update_yaxes(tickformat=".0%", range=[0, 1])
+    return figure
+
+
+def gains_figure(curve: pd.DataFrame) -> go.Figure:
+    figure = go.Figure()
+    figure.add_scatter(x=curve["share_contacted"], y=curve["share_of_churners"], mode="lines", name="Best model",
+                       line=dict(width=3),
+                       hovertemplate="Contact the riskiest %{x:.0%}: reach %{y:.0%} of leavers<extra></extra>")
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="Random list", line=dict(dash="dot", color="grey"),
+                       hoverinfo="skip")
+    figure.update_layout(title="Leavers reached by contacting the riskiest customers first",
+                         xaxis_title="Customers contacted, riskiest first (%)", yaxis_title="Leavers reached (%)",
+                         **{**_LAYOUT, "hovermode": "closest"})
+    figure.update_xaxes(tickformat=".0%")
+    figure.update_yaxes(tickformat=".0%")
+    return figure
+
+
+def importance_figure(importance: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
+    top = importance.head(12).iloc[::-1]
+    names = [_plain(labels.get(feature, feature)) for feature in top["feature"]]
+    figure = go.Figure(go.Bar(x=top["importance"], y=names, orientation="h", marker_color="#2c7fb8",
+                              error_x=dict(type="data", array=top["spread"]),
+                              hovertemplate="%{y}: ROC AUC drops by %{x:.3f} when shuffled<extra></extra>"))
+    figure.update_layout(title="What drives the risk score (check period)",
+                         xaxis_title="Drop in ROC AUC when the feature is shuffled", yaxis_title="",
+                         height=max(300, 28 * len(top) + 120), **{**_LAYOUT, "hovermode": "closest"})
+    return figure
+
+
+def risk_distribution_figure(risk: pd.Series, threshold: float, *, predictive: bool) -> go.Figure:
+    values = risk.dropna().to_numpy()
+    if not predictive and len(values):
+        values = np.minimum(values, float(np.quantile(values, 0.99)))
+    figure = go.Figure(go.Histogram(x=values, nbinsx=40, marker_color="#7f7f7f",
+                                    hovertemplate="%{x}: %{y:,} customers<extra></extra>"))
+    figure.add_vline(x=threshold, line=dict(color="#d62728", width=3), annotation_text="your threshold")
+    axis = ("Risk of no purchase in the horizon (%)" if predictive
+            else "Days since last purchase / usual gap (1 = as late as usual)")
+    figure.update_layout(title="Customers by churn risk", xaxis_title=axis, yaxis_title="Customers", bargap=0.05,
+                         height=320, **_LAYOUT)
+    if predictive:
+        figure.update_xaxes(tickformat=".0%")
+    return figure
+
+
+def campaign_figure(curve: pd.DataFrame, best_threshold: float, chosen: float, *, predictive: bool) -> go.Figure:
+    step = max(1, len(curve) // 400)
+    sampled = curve.iloc[::step]
+    figure = go.Figure()
+    figure.add_scatter(x=sampled["customers"], y=sampled["net_benefit"], mode="lines", name="Net benefit",
+                       line=dict(width=3),
+                       customdata=sampled["threshold"],
+                       hovertemplate="Contact %{x:,} customers (risk from %{customdata:.2f}): net %{y:,.0f}"
+                                     "<extra></extra>")
+    best = curve.loc[curve["net_benefit"].idxmax()]
+    figure.add_scatter(x=[best["customers"]], y=[best["net_benefit"]], mode="markers+text", name="Best list",
+                       text=[f"best: {best['customers']:,.0f} customers, net {best['net_benefit']:,.0f}"],
+                       textposition="top right", marker=dict(size=12, color="#2ca02c"))
+    picked = curve[curve["threshold"] >= chosen]
+    if len(picked):
+        figure.add_vline(x=float(picked["customers"].iloc[-1]), line=dict(color="#d62728", dash="dash"),
+                         annotation_text="your threshold")
+    figure.update_layout(title="Campaign net benefit by list size (riskiest first)",
+                         xaxis_title="Customers contacted", yaxis_title="Net benefit (currency)",
+                         **{**_LAYOUT, "hovermode": "closest"})
     return figure

@@ -53,6 +53,7 @@ __all__ = [
     "risk_band",
     "customer_value",
     "at_risk_list",
+    "read_customer_table",
 ]
 
 MODEL_NAMES = {
@@ -449,10 +450,12 @@ def _transaction_features(workspace: Workspace, table: pd.DataFrame) -> tuple[li
 
 
 def churn_from_workspace(workspace: Workspace, *, horizon_days: int | None = None, cutoff: date | None = None,
-                         seed: int = 0) -> ChurnResult:
+                         model: str | None = None, seed: int = 0) -> ChurnResult:
     """Train at ``cutoff - horizon``, check at ``cutoff`` (default: the last day of the data less the horizon),
-    score every customer as of the last day. Too little data for a model gives the descriptive ranking with a
-    note instead of an error."""
+    score every customer as of the last day with ``model`` (default: the best on the check). Too little data for
+    a model gives the descriptive ranking with a note instead of an error."""
+    if model is not None and model not in MODEL_NAMES:
+        raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}")
     first, last = data_span(workspace)
     if horizon_days is None:
         horizon_days, _ = suggest_horizon(workspace)
@@ -483,6 +486,11 @@ def churn_from_workspace(workspace: Workspace, *, horizon_days: int | None = Non
         notes.append(f"{error} Customers are ranked by how overdue they are instead.")
         return _descriptive_result(current, horizon_days, cutoff, notes)
     notes += fit.notes
+    if model is not None and model != fit.best:
+        chosen = fit.models[model]
+        fit.best = model
+        fit.predictive = bool(chosen["roc_auc_interval"][0] > 0.5 and chosen["roc_auc"] > fit.models[BASELINE]["roc_auc"])
+        notes.append(f"Scored with {MODEL_NAMES[model]}, your choice (not the best on the check).")
     if fit.predictive:
         risk = pd.Series(fit.fitted[fit.best].predict_proba(current[numeric + categorical])[:, 1], index=current.index)
     else:
@@ -540,6 +548,28 @@ def _numeric_or_none(values: pd.Series) -> pd.Series | None:
     numbers = pd.to_numeric(text, errors="coerce")
     filled = text.notna().sum()
     return numbers if filled and numbers.notna().sum() >= 0.95 * filled else None
+
+
+def read_customer_table(data: bytes, *, name: str) -> pd.DataFrame:
+    """A labelled customer table from a file's bytes (CSV with any separator, .gz, .xlsx or Parquet, chosen by
+    ``name``'s ending), every column as text, blanks kept as empty strings."""
+    import gzip
+    import io
+
+    from clm_core.errors import InputFileError
+
+    lowered = name.lower()
+    try:
+        if lowered.endswith(".xlsx"):
+            return pd.read_excel(io.BytesIO(data), dtype=str, keep_default_na=False)
+        if lowered.endswith(".parquet"):
+            return pd.read_parquet(io.BytesIO(data)).astype(str)
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, sep=None, engine="python")
+    except Exception as error:  # pandas raises many types for a file it cannot parse
+        raise InputFileError(f"The customer table could not be read ({type(error).__name__}). Save it as CSV or "
+                             ".xlsx with one row per customer and a header row.") from None
 
 
 def churn_from_table(table: pd.DataFrame, label: str, *, features: list[str] | None = None,

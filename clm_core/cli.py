@@ -289,7 +289,7 @@ def _churn_result(args: argparse.Namespace):
     if args.table:
         if not args.label:
             raise ClmError("--table needs --label COLUMN: the column that says whether the customer left.")
-        table = _read_customer_table(args.table)
+        table = churn.read_customer_table(Path(args.table).read_bytes(), name=Path(args.table).name)
         return None, churn.churn_from_table(table, args.label, seed=args.seed)
     if not args.db:
         raise ClmError("Give --db PATH (a workspace written by ingest) or --table FILE --label COLUMN.")
@@ -301,23 +301,6 @@ def _churn_result(args: argparse.Namespace):
     except BaseException:
         workspace.close()
         raise
-
-
-def _read_customer_table(path: str) -> pd.DataFrame:
-    """A labelled customer table (CSV, .gz, .xlsx or Parquet) as text columns."""
-    from clm_core.errors import InputFileError
-
-    suffixes = Path(path).suffixes
-    try:
-        if suffixes[-1:] == [".xlsx"]:
-            return pd.read_excel(path, dtype=str, keep_default_na=False)
-        if suffixes[-1:] == [".parquet"]:
-            return pd.read_parquet(path).astype(str)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python")
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except Exception as error:  # pandas raises many types for a file it cannot parse
-        raise InputFileError(f"The table {Path(path).name} could not be read ({type(error).__name__}).") from None
 
 
 def _churn(args: argparse.Namespace) -> dict:

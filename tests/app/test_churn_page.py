@@ -1,0 +1,63 @@
+"""AppTest of the Churn risk page on the demo data and on Telco."""
+
+from pathlib import Path
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from clm_core import churn
+from clm_core.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "data" / "demo_transactions.csv.gz"
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    at.switch_page("pages/churn.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def test_defaults_show_the_list_and_the_model_check(tmp_path):
+    at = _page()
+    with Workspace(tmp_path / "demo.duckdb") as workspace:
+        workspace.ingest(DEMO)
+        horizon, _ = churn.suggest_horizon(workspace)
+        expected = churn.churn_from_workspace(workspace, horizon_days=horizon)
+    metrics = _metrics(at)
+    assert metrics["Customers scored"] == f"{len(expected.scores):,}"
+    best = expected.models[expected.best_model]["roc_auc"]
+    assert metrics["ROC AUC of the model used"] == f"{best:.2f}"
+    assert int(metrics["Customers on the list"].replace(",", "")) > 0
+    assert [button.label for button in at.get("download_button")][:2] == [
+        "Download the at-risk list (CSV)", "Download the at-risk list (Excel)"]
+    model_rows = next(frame.value for frame in at.dataframe if "Model" in frame.value)
+    assert list(model_rows["Model"]) == ["Logistic regression", "Random forest", "Gradient boosting",
+                                         "Recency only (baseline)"]
+
+
+def test_threshold_and_filters_change_the_list():
+    at = _page()
+    at.slider(key=next(s.key for s in at.slider if s.key.startswith("churn_threshold"))).set_value(0.9).run()
+    high = int(_metrics(at)["Customers on the list"].replace(",", ""))
+    at.slider(key=next(s.key for s in at.slider if s.key.startswith("churn_threshold"))).set_value(0.1).run()
+    low = int(_metrics(at)["Customers on the list"].replace(",", ""))
+    assert high < low
+    at.multiselect(key="churn_bands").set_value(["High"]).run()
+    assert not at.exception
+    assert int(_metrics(at)["Customers on the list"].replace(",", "")) <= low
+
+
+def test_a_horizon_too_long_for_the_data_is_explained():
+    at = _page()
+    horizon = next(n for n in at.number_input if n.key.startswith("churn_horizon"))
+    assert horizon.max == 365  # half the demo's two years
+    at.number_input(key=horizon.key).set_value(365).run()  # needs 731 days; the demo has 730
+    assert not at.exception
+    assert any("horizon of at most 364 days" in error.value for error in at.error)
