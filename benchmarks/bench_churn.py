@@ -35,6 +35,9 @@ def _timed(label: str, step, target: str = ""):
 
 def _run(workspace: Workspace, name: str, horizon_days: int, cutoff: date | None, targets: dict) -> None:
     print(name)
+    _, last = churn.data_span(workspace)
+    _timed("features of every customer (customer table, BG/NBD)",
+           lambda: churn._features_at(workspace, last, horizon_days, with_models=True))
     result = _timed("train, check and score (end to end)",
                     lambda: churn.churn_from_workspace(workspace, horizon_days=horizon_days, cutoff=cutoff),
                     targets.get("churn", ""))

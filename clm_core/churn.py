@@ -67,6 +67,7 @@ MIN_CHURNERS = 30
 _TRAIN_SAMPLE = 60_000
 _EVALUATION_SAMPLE = 100_000
 _BOOTSTRAP = 200
+_BOOTSTRAP_CUSTOMERS = 20_000
 
 # Numeric features of transactions mode, with how a marketer reads each.
 FEATURES = {
@@ -216,7 +217,8 @@ def _pipelines(numeric: list[str], categorical: list[str], seed: int) -> dict[st
     return {
         "logistic": make_pipeline(prepare(True), LogisticRegression(class_weight="balanced", max_iter=2000)),
         "random_forest": make_pipeline(prepare(False), RandomForestClassifier(
-            n_estimators=150, min_samples_leaf=5, class_weight="balanced_subsample", n_jobs=-1, random_state=seed)),
+            n_estimators=150, min_samples_leaf=5, max_depth=14, class_weight="balanced_subsample", n_jobs=-1,
+            random_state=seed)),
         "gradient_boosting": make_pipeline(prepare(False), HistGradientBoostingClassifier(
             class_weight="balanced", max_iter=100, learning_rate=0.1, early_stopping=True, random_state=seed)),
     }
@@ -244,17 +246,26 @@ def _auc_interval(labels: np.ndarray, scores: np.ndarray, seed: int) -> list[flo
     return [float(low), float(high)]
 
 
+def _hanley_mcneil_interval(labels: np.ndarray, auc: float) -> list[float]:
+    """95 % interval of the ROC AUC from its standard error (Hanley and McNeil 1982, equation 2): at tens of
+    thousands of customers as close to the bootstrap as the bootstrap is to itself, at no cost."""
+    positives = labels.sum()
+    negatives = len(labels) - positives
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    se = np.sqrt((auc * (1 - auc) + (positives - 1) * (q1 - auc ** 2) + (negatives - 1) * (q2 - auc ** 2))
+                 / (positives * negatives))
+    return [float(auc - 1.96 * se), float(auc + 1.96 * se)]
+
+
 def _evaluate(labels: np.ndarray, probability: np.ndarray, seed: int) -> dict:
     order = np.argsort(-probability, kind="stable")
     top = order[: max(1, len(order) // 10)]
     base = labels.mean()
-    if len(labels) > _EVALUATION_SAMPLE:  # the interval on a sample; the point figures on everyone
-        sample = np.random.default_rng(seed).choice(len(labels), _EVALUATION_SAMPLE, replace=False)
-        interval = _auc_interval(labels[sample], probability[sample], seed)
-    else:
-        interval = _auc_interval(labels, probability, seed)
+    auc = float(roc_auc_score(labels, probability))
+    interval = (_auc_interval(labels, probability, seed) if len(labels) <= _BOOTSTRAP_CUSTOMERS
+                else _hanley_mcneil_interval(labels, auc))
     return {
-        "roc_auc": float(roc_auc_score(labels, probability)),
+        "roc_auc": auc,
         "roc_auc_interval": interval,
         "pr_auc": float(average_precision_score(labels, probability)),
         "brier": float(brier_score_loss(labels, probability)),
@@ -326,6 +337,11 @@ def _fit_and_compare(train: pd.DataFrame, y_train: pd.Series, test: pd.DataFrame
                      f"{', '.join(FEATURES.get(column, column) for column in constant)}.")
     if not numeric and not categorical:
         raise DataRangeError("Every feature has the same value for all customers: there is nothing to learn from.")
+    if len(test) > _EVALUATION_SAMPLE:
+        test, _, y_test, _ = train_test_split(test, y_test, train_size=_EVALUATION_SAMPLE, stratify=y_test,
+                                              random_state=seed)
+        notes.append(f"Models were checked on a random sample of {_EVALUATION_SAMPLE:,} customers of the check "
+                     "date (stratified by churn).")
     candidates = _pipelines(numeric, categorical, seed)
     if baseline and "recency_days" in train:
         candidates[BASELINE] = _baseline_pipeline()
