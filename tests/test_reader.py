@@ -331,3 +331,23 @@ def test_excel_title_rows_are_skipped_and_the_header_row_can_be_chosen(tmp_path)
     assert list(frame.columns) == ["customer_id", "order_date", "amount"]
     info, rows, frame = _load(path, header_row=2)
     assert info.header_row == 2 and rows == 6 and frame.columns[0] == "Period: January 2021"
+
+
+def test_a_small_file_with_stray_control_characters_is_text(tmp_path):
+    """Found by the fuzz suite: two control characters in a two-line file made it 'binary'."""
+    path = tmp_path / "tiny.csv"
+    path.write_bytes(b'"""","""",\x1f\x1e\nC0000,2000-01-01 00:00:00,0\n')
+    info, rows, frame = _load(path)
+    assert rows == 1 and list(frame.columns) == ["column_1", "column_2", "column_3"]
+
+
+def test_parquet_names_that_collide_after_cleaning_load(tmp_path):
+    """Found by the fuzz suite: X, x and X_2 became X, x_2 and X_2_2, and renaming one at a time collided."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "names.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array([1]), pa.array([2.5])],
+                                        names=["X", "x", "X_2"]), path)
+    info, rows, frame = _load(path)
+    assert list(frame.columns) == ["X", "x_2", "X_2_2"] and frame.iloc[0].tolist() == ["a", "1", "2.5"]
