@@ -68,6 +68,7 @@ _TRAIN_SAMPLE = 60_000
 _EVALUATION_SAMPLE = 100_000
 _BOOTSTRAP = 200
 _BOOTSTRAP_CUSTOMERS = 20_000
+_FIT_SAMPLE = 100_000
 
 # Numeric features of transactions mode, with how a marketer reads each.
 FEATURES = {
@@ -169,7 +170,15 @@ def _with_purchase_model(workspace: Workspace, table: pd.DataFrame, cutoff: date
     try:
         summary = clv.customer_summary_from_table(table, unit="week", observation_end=cutoff)
         (x, recency, t), counts, inverse = summary.compressed
-        model = clv.BetaGeoModel().fit(x, recency, t, weights=counts)
+        # Four parameters are pinned down by a random sample of customers as well as by a million: fit on at
+        # most _FIT_SAMPLE of them, then score everyone.
+        if len(summary.frame) > _FIT_SAMPLE:
+            drawn = np.random.default_rng(0).choice(len(summary.frame), _FIT_SAMPLE, replace=False)
+            counts = np.bincount(inverse[drawn], minlength=len(counts))
+            keep = counts > 0
+            model = clv.BetaGeoModel().fit(x[keep], recency[keep], t[keep], weights=counts[keep])
+        else:
+            model = clv.BetaGeoModel().fit(x, recency, t, weights=counts)
         with np.errstate(all="ignore"):
             alive = model.probability_alive(x, recency, t)[inverse]
             expected = model.expected_purchases(horizon_days / 7.0, x, recency, t)[inverse]

@@ -39,7 +39,7 @@ def data_span(workspace: Workspace) -> tuple[date, date]:
 
 
 def customer_table(workspace: Workspace, as_of: date | None = None, *, attributes: bool = True) -> pd.DataFrame:
-    """The customer table as of ``as_of`` (inclusive; default: the last day of the data), sorted by customer."""
+    """The customer table as of ``as_of`` (inclusive; default: the last day of the data), in no set order."""
     first_day, last_day = data_span(workspace)
     as_of = as_of or last_day
     if as_of < first_day:
@@ -64,7 +64,7 @@ def customer_table(workspace: Workspace, as_of: date | None = None, *, attribute
     recent = frame["spend_last_90"] + frame["spend_prior_90"]
     frame["spend_trend"] = ((frame["spend_last_90"] - frame["spend_prior_90"]) / recent.where(recent > 0)).fillna(0.0)
     frame["return_rate"] = frame["return_lines"] / frame["lines"]
-    return frame.sort_values("customer_id", ignore_index=True)
+    return frame
 
 
 def window_activity(workspace: Workspace, start: date, end: date) -> pd.DataFrame:

@@ -56,3 +56,14 @@ def cdnow_sample_workspace(cdnow_sample_path, tmp_path_factory):
     workspace.ingest(cdnow_sample_path)
     yield workspace
     workspace.close()
+
+
+# Hypothesis profiles for the property-based tests (tests/test_fuzz_ingest.py). "ci", the default, replays one
+# fixed set of examples in about two minutes on two cores, and skips the explain phase (a minute per failure);
+# `pytest --hypothesis-profile=long` explores further, with fresh examples each run.
+from hypothesis import Phase, settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, database=None, print_blob=True,
+                          phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink])
+settings.register_profile("long", max_examples=5000, deadline=None, database=None, print_blob=True)
+settings.load_profile("ci")
