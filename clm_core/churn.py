@@ -536,7 +536,8 @@ def _scores(current: pd.DataFrame, risk: pd.Series, importance: pd.DataFrame, *,
     scores.insert(1, "risk", risk.to_numpy())
     scores.insert(2, "risk_band", risk_band(scores["risk"], predictive=predictive))
     scores.insert(3, "drivers", _drivers(current, importance, risk))
-    return scores.sort_values("risk", ascending=False, ignore_index=True)
+    # Riskiest first; equal risks by customer id, so every run and every export lists them alike.
+    return scores.sort_values(["risk", "customer_id"], ascending=[False, True], ignore_index=True)
 
 
 def _descriptive_result(current: pd.DataFrame, horizon_days: int, cutoff: date, notes: list[str]) -> ChurnResult:
@@ -633,7 +634,8 @@ def churn_from_table(table: pd.DataFrame, label: str, *, features: list[str] | N
     scores = pd.concat([scores, table.drop(columns=[c for c in (id_column,) if c])], axis=1)
     return ChurnResult(mode="table", horizon_days=None, cutoff=None, train_rows=len(train), test_rows=len(test),
                        base_rate=float(y_test.mean()), models=fit.models, best_model=fit.best,
-                       predictive=fit.predictive, scores=scores.sort_values("risk", ascending=False, ignore_index=True),
+                       predictive=fit.predictive,
+                       scores=scores.sort_values(["risk", "customer_id"], ascending=[False, True], ignore_index=True),
                        importance=fit.importance, curves=fit.curves, notes=notes)
 
 

@@ -39,7 +39,8 @@ def data_span(workspace: Workspace) -> tuple[date, date]:
 
 
 def customer_table(workspace: Workspace, as_of: date | None = None, *, attributes: bool = True) -> pd.DataFrame:
-    """The customer table as of ``as_of`` (inclusive; default: the last day of the data), in no set order."""
+    """The customer table as of ``as_of`` (inclusive; default: the last day of the data), by customer id (a set
+    order keeps every sample drawn from it, and so every model, the same from run to run)."""
     first_day, last_day = data_span(workspace)
     as_of = as_of or last_day
     if as_of < first_day:

@@ -189,6 +189,7 @@ QUERIES: dict[str, str] = {
                a.net_revenue, a.return_lines, a.lines, a.products
                {selected_attributes}
         FROM all_rows a LEFT JOIN purchases p ON a.customer_id = p.customer_id
+        ORDER BY a.customer_id
     """,
     # Per customer, purchase days, purchase orders and their value in the window ($start, $end] (DATEs): the
     # holdout of the CLV check and the label of churn ("did they buy in the next H days?").
