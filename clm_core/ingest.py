@@ -170,7 +170,8 @@ def _timestamp(column: str, date_format: str, likely_formats: tuple[str, ...] = 
     if date_format in ("epoch_s", "epoch_ms"):
         divisor = 1 if date_format == "epoch_s" else 1000
         # Unix time is UTC; kept as a plain (time-zone-free) timestamp like every other format.
-        return f"make_timestamp(CAST(TRY_CAST({value} AS DOUBLE) / {divisor} * 1000000 AS BIGINT))"
+        # TRY_CAST: NaN, infinity and values beyond the calendar become NULL (an unreadable date), not an error.
+        return f"make_timestamp(TRY_CAST(TRY_CAST({value} AS DOUBLE) / {divisor} * 1000000 AS BIGINT))"
     listed = ", ".join(f"'{fmt}'" for fmt in _slashed_formats(date_format))
     fast = "".join(f"try_strptime({value}, '{fmt}'), " for fmt in likely_formats)
     return f"coalesce({fast}try_strptime(regexp_replace({value}, '\\s+', ' ', 'g'), [{listed}]))"

@@ -119,6 +119,7 @@ class SourceInfo:
     sheets: list[str] = field(default_factory=list)
     # Excel: the 1-based sheet row the column names were read from (detected, or chosen by the user).
     header_row: int | None = None
+    line_ending: str = "\n"  # text files: "\n", "\r\n" or "\r"
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -236,18 +237,25 @@ def _looks_binary(head: bytes) -> bool:
     return controls > max(len(sample) * 0.01, 32)
 
 
-def _sample_lines(text: str, limit: int = 200) -> list[str]:
-    lines = [line for line in text.splitlines()[:limit + 1] if line.strip()]
+def _line_ending(text: str) -> str:
+    """The file's own line ending, the most frequent one: a CR or LF inside a quoted value is data."""
+    crlf = text.count("\r\n")
+    counts = {"\r\n": crlf, "\n": text.count("\n") - crlf, "\r": text.count("\r") - crlf}
+    return max(counts, key=counts.get)
+
+
+def _sample_lines(text: str, ending: str, limit: int = 200) -> list[str]:
+    lines = [line for line in text.split(ending)[:limit + 1] if line.strip()]
     # The last line of a sample may be cut off.
     return lines[:limit] if len(lines) > limit else lines
 
 
-def _detect_delimiter(lines: list[str]) -> str | None:
+def _detect_delimiter(lines: list[str], ending: str) -> str | None:
     """The delimiter whose count is the same on most lines; None for whitespace or one column."""
     best, best_score = None, 0.0
     for delimiter in _DELIMITERS:
         counts = []
-        for row in csv.reader(io.StringIO("\n".join(lines[:100])), delimiter=delimiter):
+        for row in csv.reader(io.StringIO(ending.join(lines[:100]), newline=""), delimiter=delimiter):
             counts.append(len(row) - 1)
         if not counts or max(counts) == 0:
             continue
@@ -260,10 +268,10 @@ def _detect_delimiter(lines: list[str]) -> str | None:
     return best if best_score >= 0.8 else None
 
 
-def _split(lines: list[str], delimiter: str | None) -> list[list[str]]:
+def _split(lines: list[str], delimiter: str | None, ending: str) -> list[list[str]]:
     if delimiter is None:
         return [line.split() for line in lines]
-    return list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter))
+    return list(csv.reader(io.StringIO(ending.join(lines), newline=""), delimiter=delimiter))
 
 
 def _has_header(rows: list[list[str]]) -> bool:
@@ -334,10 +342,13 @@ def sniff(path: str | Path, *, original_name: str | None = None, workdir: str | 
         )
     sample = head[:len(head) // 2 * 2] if encoding == "utf-16" else head
     text = sample.decode(encoding, errors="replace").lstrip("\ufeff")
-    lines = _sample_lines(text)
+    ending = _line_ending(text)
+    lines = _sample_lines(text, ending)
+    if len(head) >= _SAMPLE_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the sample ends inside the last line
     if not lines:
         raise InputFileError("The file holds no rows.")
-    delimiter = _detect_delimiter(lines)
+    delimiter = _detect_delimiter(lines, ending)
     kind = "csv"
     if delimiter is None:
         widths = [len(line.split()) for line in lines]
@@ -345,7 +356,7 @@ def sniff(path: str | Path, *, original_name: str | None = None, workdir: str | 
             kind = "whitespace"
         else:
             delimiter = ","  # a one-column file; load_raw explains why that is not enough
-    rows = _split(lines, delimiter)
+    rows = _split(lines, delimiter, ending)
     header = _has_header(rows)
     # The table is as wide as its header or its usual row, whichever is wider; a rare longer row is malformed
     # (an unquoted comma in a value), not a reason to add columns.
@@ -355,7 +366,7 @@ def sniff(path: str | Path, *, original_name: str | None = None, workdir: str | 
         f"column_{position}" for position in range(1, width + 1)
     ]
     info = SourceInfo(path=path, kind=kind, compression=compression, encoding=encoding,
-                      delimiter=delimiter, header=header, columns=names)
+                      delimiter=delimiter, header=header, columns=names, line_ending=ending)
     if encoding != "utf-8":
         info.notes.append(f"The file is not UTF-8; it was read as {info.describe().split(', ')[2]}.")
     return info
@@ -569,11 +580,13 @@ def _read_delimited(con: duckdb.DuckDBPyConnection, info: SourceInfo, path: Path
                 CREATE TEMP TABLE {RAW_TABLE} AS
                 SELECT {renamed} FROM read_csv($path, delim=$delim, header=$header, columns={struct},
                     encoding=$encoding, compression='none', null_padding=$padding, quote='"', escape='"',
-                    skip=0, auto_detect=false, parallel=true)
+                    skip=0, auto_detect=false, parallel=true, new_line=$new_line)
                 LIMIT $limit
                 """,
                 {"path": str(path), "delim": info.delimiter, "header": info.header, "encoding": encoding,
-                 "padding": padding, "limit": limits.rows + 1},
+                 "padding": padding, "limit": limits.rows + 1,
+                 # Told, not guessed: DuckDB would take a line break inside a quoted header for the file's own.
+                 "new_line": info.line_ending.encode("unicode_escape").decode()},
             )
             return
         except (duckdb.OutOfMemoryException, duckdb.InterruptException):
@@ -608,8 +621,11 @@ def _records(handle, delimiter: str, width: int):
             text += following
         fields = None
         if not text.count('"') % 2:
-            fields = next(csv.reader([text], delimiter=delimiter), [])
-            if len(fields) > width and extra:
+            try:
+                fields = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
+            except csv.Error:  # stray quotes that happen to pair up across lines
+                fields = None
+            if fields is not None and len(fields) > width and extra:
                 fields = None  # joining lines made it worse: the quote was a stray one
         if fields is None:
             pending.extendleft(reversed(extra))

@@ -748,10 +748,6 @@ FOUND = {
     # Repeated Parquet column names: renaming to the cleaned names collides ('x_2 already exists').
     "repeated_parquet_names": _found("parquet", "customer date amount", ("x", "x", "x"),
                                      [("C1", "2021-01-01", "1.5")], explicit_mapping=True),
-    # One short row among ten: '|' (in every product cell) is more regular than ',' and wins the sniffing.
-    "pipe_in_every_value_and_one_short_row": _found(
-        "csv", "customer product amount date", ("customer_id", "product", "amount", "order_date"),
-        [("C1", "|", "1", "2000-01-01")] * 9 + [("C1", "|")], has_header=False, explicit_mapping=True),
     # Two control characters in the header of a three-line file make it 'binary data'.
     "control_characters_in_a_short_header": _found("csv", "customer date amount",
                                                    ("customer_id", "order_date", "amount\x1f\x1e"),

@@ -351,3 +351,25 @@ def test_parquet_names_that_collide_after_cleaning_load(tmp_path):
                                         names=["X", "x", "X_2"]), path)
     info, rows, frame = _load(path)
     assert list(frame.columns) == ["X", "x_2", "X_2_2"] and frame.iloc[0].tolist() == ["a", "1", "2.5"]
+
+
+@pytest.mark.parametrize("content, columns", [
+    # A line break inside a quoted header name that is not the file's own line ending.
+    (b'customer_id,"order\rdate",amount\nC1,2021-01-01,1\nC2,2021-01-02,2\n', ["customer_id", "order\rdate", "amount"]),
+    (b'customer_id,"order\r\ndate",amount\r\nC1,2021-01-01,1\r\nC2,2021-01-02,2\r\n',
+     ["customer_id", "order\r\ndate", "amount"]),
+])
+def test_line_breaks_inside_quoted_header_names_are_kept(tmp_path, content, columns):
+    """Found by the fuzz suite: DuckDB took the quoted break for the file's line ending (no data rows left)."""
+    path = tmp_path / "names.csv"
+    path.write_bytes(content)
+    info, rows, frame = _load(path)
+    assert rows == 2 and list(frame.columns) == columns
+
+
+def test_stray_quotes_that_pair_up_across_lines_are_set_aside(tmp_path):
+    """Found by the fuzz suite: two lines with one stray quote each made the csv module raise."""
+    path = tmp_path / "stray.csv"
+    path.write_bytes(b'customer_id,order_date,amount\nC0,2000-01-01,1\nC0,2000-01-01,1",0\nC0,2000-01-02,1",0\n')
+    info, rows, frame = _load(path)
+    assert rows == 3 and frame.iloc[0].tolist() == ["C0", "2000-01-01", "1"]
