@@ -59,20 +59,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, help="benchmark on this many generated customers")
     args = parser.parse_args()
     if args.customers:
-        from clm_core.generator import write_demo_file
+        from _generated import generated_workspace
 
-        OUT.mkdir(exist_ok=True)
-        path = OUT / f"generated_{args.customers}_customers.parquet"
-        if not path.exists():
-            started = time.perf_counter()
-            rows = write_demo_file(args.customers, path, seed=1)
-            print(f"generated {rows:,} rows in {time.perf_counter() - started:.1f} s -> {path}")
-        db = OUT / f"churn_{args.customers}.duckdb"
-        db.unlink(missing_ok=True)
-        with Workspace(db) as workspace:
-            started = time.perf_counter()
-            report = workspace.ingest(path)
-            print(f"ingest of {report.rows_in:,} rows: {time.perf_counter() - started:.1f} s (not timed below)")
+        with generated_workspace(args.customers, "churn") as workspace:
             _run(workspace, f"{args.customers:,} generated customers, 90-day horizon", 90, None,
                  {"churn": "< 15 s", "csv": "< 3 s"})
         return

@@ -60,19 +60,9 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
 
     if args.customers:
-        from clm_core.generator import write_demo_file
+        from _generated import generated_workspace
 
-        path = OUT / f"generated_{args.customers}_customers.parquet"
-        if not path.exists():
-            started = time.perf_counter()
-            rows = write_demo_file(args.customers, path, seed=1)
-            print(f"generated {rows:,} rows in {time.perf_counter() - started:.1f} s -> {path}")
-        db = OUT / f"clv_{args.customers}.duckdb"
-        db.unlink(missing_ok=True)
-        with Workspace(db) as workspace:
-            started = time.perf_counter()
-            report = workspace.ingest(path)
-            print(f"ingest of {report.rows_in:,} rows: {time.perf_counter() - started:.1f} s (not part of the target)")
+        with generated_workspace(args.customers, "clv") as workspace:
             seconds, scores = _median_seconds(lambda: _full_clv(workspace), args.repeats)
             print(f"{args.customers:,} generated customers: full predictive CLV {seconds:.2f} s "
                   f"(median of {args.repeats}; target < 20 s) for {len(scores):,} customers")

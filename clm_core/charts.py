@@ -264,49 +264,41 @@ def churn_gap_figure(gaps: pd.Series, horizon_days: int) -> go.Figure:
     return figure
 
 
-def roc_figure(curve: pd.DataFrame, auc: float) -> go.Figure:
+def _against_diagonal(x, y, *, name: str, hover: str, diagonal: str, title: str, xaxis: str, yaxis: str,
+                      markers: bool = False) -> go.Figure:
+    """A curve of shares (0 to 1 on both axes) against the diagonal that chance or perfection would draw."""
     figure = go.Figure()
-    figure.add_scatter(x=curve["false_positive_rate"], y=curve["true_positive_rate"], mode="lines",
-                       name=f"Best model (ROC AUC {auc:.2f})", line=dict(width=3),
-                       hovertemplate="%{x:.0%} of stayers flagged, %{y:.0%} of leavers caught<extra></extra>")
-    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="Chance", line=dict(dash="dot", color="grey"),
+    figure.add_scatter(x=x, y=y, mode="lines+markers" if markers else "lines", name=name, line=dict(width=3),
+                       hovertemplate=hover + "<extra></extra>")
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name=diagonal, line=dict(dash="dot", color="grey"),
                        hoverinfo="skip")
-    figure.update_layout(title="Leavers caught vs stayers flagged (check period)",
-                         xaxis_title="Customers who stayed but were flagged (%)",
-                         yaxis_title="Customers who left and were flagged (%)", **{**_LAYOUT, "hovermode": "closest"})
-    figure.update_xaxes(tickformat=".0%")
-    figure.update_yaxes(tickformat=".0%")
-    return figure
-
-
-def calibration_figure(curve: pd.DataFrame) -> go.Figure:
-    figure = go.Figure()
-    figure.add_scatter(x=curve["predicted"], y=curve["observed"], mode="lines+markers", name="Best model",
-                       line=dict(width=3),
-                       hovertemplate="Predicted %{x:.0%}, actually left %{y:.0%}<extra></extra>")
-    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="Perfect", line=dict(dash="dot", color="grey"),
-                       hoverinfo="skip")
-    figure.update_layout(title="Is a 70 % risk really 70 %? (check period, deciles)",
-                         xaxis_title="Predicted risk (%)", yaxis_title="Share who actually left (%)",
-                         **{**_LAYOUT, "hovermode": "closest"})
+    figure.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, **{**_LAYOUT, "hovermode": "closest"})
     figure.update_xaxes(tickformat=".0%", range=[0, 1])
     figure.update_yaxes(tickformat=".0%", range=[0, 1])
     return figure
 
 
+def roc_figure(curve: pd.DataFrame, auc: float) -> go.Figure:
+    return _against_diagonal(curve["false_positive_rate"], curve["true_positive_rate"],
+                             name=f"Best model (ROC AUC {auc:.2f})", diagonal="Chance",
+                             hover="%{x:.0%} of stayers flagged, %{y:.0%} of leavers caught",
+                             title="Leavers caught vs stayers flagged (check period)",
+                             xaxis="Customers who stayed but were flagged (%)",
+                             yaxis="Customers who left and were flagged (%)")
+
+
+def calibration_figure(curve: pd.DataFrame) -> go.Figure:
+    return _against_diagonal(curve["predicted"], curve["observed"], name="Best model", diagonal="Perfect",
+                             hover="Predicted %{x:.0%}, actually left %{y:.0%}", markers=True,
+                             title="Is a 70 % risk really 70 %? (check period, deciles)",
+                             xaxis="Predicted risk (%)", yaxis="Share who actually left (%)")
+
+
 def gains_figure(curve: pd.DataFrame) -> go.Figure:
-    figure = go.Figure()
-    figure.add_scatter(x=curve["share_contacted"], y=curve["share_of_churners"], mode="lines", name="Best model",
-                       line=dict(width=3),
-                       hovertemplate="Contact the riskiest %{x:.0%}: reach %{y:.0%} of leavers<extra></extra>")
-    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="Random list", line=dict(dash="dot", color="grey"),
-                       hoverinfo="skip")
-    figure.update_layout(title="Leavers reached by contacting the riskiest customers first",
-                         xaxis_title="Customers contacted, riskiest first (%)", yaxis_title="Leavers reached (%)",
-                         **{**_LAYOUT, "hovermode": "closest"})
-    figure.update_xaxes(tickformat=".0%")
-    figure.update_yaxes(tickformat=".0%")
-    return figure
+    return _against_diagonal(curve["share_contacted"], curve["share_of_churners"], name="Best model",
+                             diagonal="Random list", hover="Contact the riskiest %{x:.0%}: reach %{y:.0%} of leavers",
+                             title="Leavers reached by contacting the riskiest customers first",
+                             xaxis="Customers contacted, riskiest first (%)", yaxis="Leavers reached (%)")
 
 
 def importance_figure(importance: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
@@ -337,7 +329,8 @@ def risk_distribution_figure(risk: pd.Series, threshold: float, *, predictive: b
     return figure
 
 
-def campaign_figure(curve: pd.DataFrame, best_threshold: float, chosen: float, *, predictive: bool) -> go.Figure:
+def campaign_figure(curve: pd.DataFrame, chosen: float) -> go.Figure:
+    """Net benefit by list size, the best list marked, and the list of the chosen risk threshold."""
     step = max(1, len(curve) // 400)
     sampled = curve.iloc[::step]
     figure = go.Figure()

@@ -127,8 +127,7 @@ def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series |
     left, right = st.columns(2)
     left.plotly_chart(charts.risk_distribution_figure(chosen_table["risk"], threshold, predictive=predictive),
                       key="churn_distribution")
-    right.plotly_chart(charts.campaign_figure(curve, best_threshold, threshold if predictive
-                                              else threshold / (1 + threshold), predictive=predictive),
+    right.plotly_chart(charts.campaign_figure(curve, threshold if predictive else threshold / (1 + threshold)),
                        key="churn_campaign")
     st.subheader("The at-risk list")
     st.dataframe(selected.head(200), hide_index=True)
