@@ -162,14 +162,14 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
                              "Export it again and upload the new file.") from error
 
 
-def _copy_capped(source, target: Path, limit: int, limits: Limits) -> None:
-    """Stream ``source`` into ``target``, stopping (and deleting it) once more than ``limit`` bytes came."""
+def _copy_capped(source, target: Path, limits: Limits) -> None:
+    """Stream ``source`` into ``target``, stopping (and deleting it) once it passes the unpacked-size cap."""
     written = 0
     try:
         with open(target, "wb") as sink:
             while chunk := source.read(1 << 22):
                 written += len(chunk)
-                if written > limit:
+                if written > limits.unpacked_bytes:
                     raise limits.too_large()
                 sink.write(chunk)
     except BaseException:
@@ -197,7 +197,7 @@ def _extract_zip(path: Path, workdir: Path, limits: Limits) -> Path:
         target = workdir / ("zip-member" + Path(member.filename).suffix.lower())
         try:
             with archive.open(member) as source:
-                _copy_capped(source, target, limits.unpacked_bytes, limits)
+                _copy_capped(source, target, limits)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
             raise InputFileError("The file inside the .zip is damaged or packed in a way that cannot be read. "
                                  "Zip it again, or upload it unzipped.") from error
@@ -500,7 +500,7 @@ def _decompress(info: SourceInfo, workdir: Path, limits: Limits) -> Path:
     target = workdir / "decompressed.csv"
     try:
         with igzip.open(info.path, "rb") as source:
-            _copy_capped(source, target, limits.unpacked_bytes, limits)
+            _copy_capped(source, target, limits)
     except (OSError, EOFError, isal_zlib.error) as error:
         raise InputFileError(
             "The .gz file is damaged and could not be decompressed. Upload the original file."
@@ -521,7 +521,7 @@ def _load_text(con: duckdb.DuckDBPyConnection, info: SourceInfo, workdir: Path, 
         if info.kind == "whitespace":
             _read_whitespace(con, info, path, encoding, limits)
         else:
-            _read_delimited(con, info, path, encoding, limits, workdir)
+            _read_delimited(con, info, path, encoding, limits)
     finally:
         if path != info.path:
             path.unlink(missing_ok=True)
@@ -559,7 +559,7 @@ def _read_whitespace(con: duckdb.DuckDBPyConnection, info: SourceInfo, path: Pat
 
 
 def _read_delimited(con: duckdb.DuckDBPyConnection, info: SourceInfo, path: Path, encoding: str,
-                    limits: Limits, workdir: Path) -> None:
+                    limits: Limits) -> None:
     """Read a delimited file, fastest way first.
 
     1. DuckDB's parallel reader, short rows padded: most files.
