@@ -50,6 +50,7 @@ __all__ = [
     "churn_from_workspace",
     "churn_from_table",
     "campaign_curve",
+    "chance_of_leaving",
     "risk_band",
     "customer_value",
     "at_risk_list",
@@ -536,7 +537,11 @@ def _scores(current: pd.DataFrame, risk: pd.Series, importance: pd.DataFrame, *,
     scores.insert(1, "risk", risk.to_numpy())
     scores.insert(2, "risk_band", risk_band(scores["risk"], predictive=predictive))
     scores.insert(3, "drivers", _drivers(current, importance, risk))
-    # Riskiest first; equal risks by customer id, so every run and every export lists them alike.
+    return _riskiest_first(scores)
+
+
+def _riskiest_first(scores: pd.DataFrame) -> pd.DataFrame:
+    """Riskiest first; equal risks by customer id, so every run and every export lists them alike."""
     return scores.sort_values(["risk", "customer_id"], ascending=[False, True], ignore_index=True)
 
 
@@ -634,12 +639,17 @@ def churn_from_table(table: pd.DataFrame, label: str, *, features: list[str] | N
     scores = pd.concat([scores, table.drop(columns=[c for c in (id_column,) if c])], axis=1)
     return ChurnResult(mode="table", horizon_days=None, cutoff=None, train_rows=len(train), test_rows=len(test),
                        base_rate=float(y_test.mean()), models=fit.models, best_model=fit.best,
-                       predictive=fit.predictive,
-                       scores=scores.sort_values(["risk", "customer_id"], ascending=[False, True], ignore_index=True),
+                       predictive=fit.predictive, scores=_riskiest_first(scores),
                        importance=fit.importance, curves=fit.curves, notes=notes)
 
 
 # --- campaign ---------------------------------------------------------------------------------------------------
+
+def chance_of_leaving(risk: pd.Series | float, *, predictive: bool) -> pd.Series | float:
+    """Risk as a share between 0 and 1 for the campaign's arithmetic: the probability itself, or for descriptive
+    risk (days since last purchase over the usual gap, r) r / (1 + r): one half when exactly as late as usual."""
+    return risk if predictive else risk / (1 + risk)
+
 
 def campaign_curve(risk: pd.Series, value: pd.Series, *, cost_per_contact: float, success_rate: float) -> pd.DataFrame:
     """Net benefit of contacting everyone at or above each risk threshold.

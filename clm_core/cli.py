@@ -282,32 +282,29 @@ def _print_clv(result: dict) -> None:
         print(f"Per-customer predictions written to {result['out']}")
 
 
+@contextmanager
 def _churn_result(args: argparse.Namespace):
-    """(workspace or None, churn result) for ``--db`` (transactions) or ``--table`` with ``--label``."""
+    """(workspace or None, churn result) for ``--db`` (transactions) or ``--table`` with ``--label``; the
+    workspace stays open inside the block."""
     from clm_core import churn
 
     if args.table:
         if not args.label:
             raise ClmError("--table needs --label COLUMN: the column that says whether the customer left.")
         table = churn.read_customer_table(Path(args.table).read_bytes(), name=Path(args.table).name)
-        return None, churn.churn_from_table(table, args.label, seed=args.seed)
+        yield None, churn.churn_from_table(table, args.label, seed=args.seed)
+        return
     if not args.db:
         raise ClmError("Give --db PATH (a workspace written by ingest) or --table FILE --label COLUMN.")
     cutoff = _date_argument(args.cutoff, "--cutoff")
-    workspace = Workspace(_existing_db(args.db), read_only=True)
-    try:
-        return workspace, churn.churn_from_workspace(workspace, horizon_days=args.horizon_days, cutoff=cutoff,
-                                                     seed=args.seed)
-    except BaseException:
-        workspace.close()
-        raise
+    with Workspace(_existing_db(args.db), read_only=True) as workspace:
+        yield workspace, churn.churn_from_workspace(workspace, horizon_days=args.horizon_days, cutoff=cutoff,
+                                                    seed=args.seed)
 
 
 def _churn(args: argparse.Namespace) -> dict:
-    workspace, result = _churn_result(args)
-    if workspace is not None:
-        workspace.close()
-    return result.to_dict()
+    with _churn_result(args) as (_, result):
+        return result.to_dict()
 
 
 def _print_churn(result: dict) -> None:
@@ -338,13 +335,9 @@ def _at_risk(args: argparse.Namespace) -> dict:
 
     if args.top is not None and args.top < 1:
         raise ClmError("--top must be at least 1.")
-    workspace, result = _churn_result(args)
-    try:
+    with _churn_result(args) as (workspace, result):
         value, basis = churn.customer_value(workspace) if workspace is not None else (None, "")
         table = churn.at_risk_list(workspace, result, top=args.top, min_risk=args.min_risk, value=value)
-    finally:
-        if workspace is not None:
-            workspace.close()
     write_table(table, args.out)
     written = min(len(table), EXCEL_MAX_ROWS) if args.out.lower().endswith(".xlsx") else len(table)
     notes = result.notes + ([f"Value: {basis}."] if basis else [])

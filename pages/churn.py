@@ -97,8 +97,8 @@ def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series |
                  index=chosen_table.index))
     if basis is not None:
         economics[2].metric("Value of a customer", "CLV", help=f"Per customer: {value_words}.")
-    risk_for_money = chosen_table["risk"] if predictive else (chosen_table["risk"] / (1 + chosen_table["risk"]))
-    curve = churn.campaign_curve(risk_for_money.reset_index(drop=True), worth.reset_index(drop=True),
+    curve = churn.campaign_curve(churn.chance_of_leaving(chosen_table["risk"], predictive=predictive)
+                                 .reset_index(drop=True), worth.reset_index(drop=True),
                                  cost_per_contact=cost, success_rate=success)
     if curve.empty:
         st.info("No customer matches these filters.")
@@ -120,15 +120,15 @@ def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series |
         cells[1].metric("Their revenue so far", app_state.money(selected["revenue"].sum()))
     if "clv" in selected:
         cells[2].metric("Their CLV, next 12 months", app_state.money(selected["clv"].sum()))
-    chosen_curve = curve[curve["threshold"] >= (threshold if predictive else threshold / (1 + threshold))]
+    chosen_share = churn.chance_of_leaving(threshold, predictive=predictive)
+    chosen_curve = curve[curve["threshold"] >= chosen_share]
     cells[3].metric("Net benefit of this list", app_state.money(chosen_curve["net_benefit"].iloc[-1])
                     if len(chosen_curve) else "0",
                     help="Success rate x risk x value, less the cost, summed over the list.")
     left, right = st.columns(2)
     left.plotly_chart(charts.risk_distribution_figure(chosen_table["risk"], threshold, predictive=predictive),
                       key="churn_distribution")
-    right.plotly_chart(charts.campaign_figure(curve, threshold if predictive else threshold / (1 + threshold)),
-                       key="churn_campaign")
+    right.plotly_chart(charts.campaign_figure(curve, chosen_share), key="churn_campaign")
     st.subheader("The at-risk list")
     st.dataframe(selected.head(200), hide_index=True)
     st.caption(f"First 200 of {len(selected):,} customers, riskiest first. The downloads hold all of them, with "
