@@ -19,6 +19,67 @@ from clm_core.sql import quote_identifier
 
 __all__ = ["QUERIES", "query_text"]
 
+# Purchase days netted of returns, written once and used by every query that counts purchases:
+# ``{purchase_days up to X}`` (X a DATE: a parameter or a subquery; add ", sampled" to keep only the customers
+# of $sample_per_mille) becomes these CTEs, ending in purchase_days(customer_id, day, value, orders).
+# The rule: a return cancels the purchase of the same product by the same customer in the same order when the
+# file links them, else the latest purchase of that product (its id, else its name; the customer's latest
+# purchase when the file has neither) on or before the return, up to what that purchase was worth. A purchase
+# day whose purchases are all cancelled is no purchase; any other keeps its value net of what was cancelled
+# (zero-price lines keep a day with no value). Returns that match no purchase (bought before the data start) stay in revenue and cancel nothing.
+_PURCHASE_DAYS = """
+        return_lines AS (
+            SELECT source_row, customer_id, CAST(order_ts AS DATE) AS day, order_id,
+                   coalesce(product_id, product_name, '') AS product, -amount AS value,
+                   -coalesce(amount, quantity) AS measure
+            FROM transactions
+            WHERE is_return AND CAST(order_ts AS DATE) <= {until} {sampled}
+        ),
+        returned_lines AS (
+            SELECT t.customer_id, CAST(t.order_ts AS DATE) AS day, t.order_id, k.product, t.amount,
+                   coalesce(t.amount, t.quantity) AS measure
+            FROM transactions t
+                 JOIN (SELECT DISTINCT customer_id, product FROM return_lines) k
+                 ON t.customer_id = k.customer_id AND coalesce(t.product_id, t.product_name, '') = k.product
+            WHERE NOT t.is_return AND CAST(t.order_ts AS DATE) <= {until}
+        ),
+        return_targets AS (
+            SELECT r.customer_id, r.product, r.value, r.measure,
+                   coalesce(MAX(CASE WHEN p.order_id = r.order_id THEN p.day END), MAX(p.day)) AS day
+            FROM return_lines r JOIN returned_lines p
+                 ON p.customer_id = r.customer_id AND p.product = r.product AND p.day <= r.day
+            GROUP BY r.source_row, r.customer_id, r.product, r.value, r.measure
+        ),
+        returned_products AS (
+            SELECT customer_id, day, product, SUM(value) AS value, SUM(measure) AS measure
+            FROM return_targets GROUP BY customer_id, day, product
+        ),
+        cancelled_days AS (
+            SELECT b.customer_id, b.day,
+                   SUM(CASE WHEN r.value < b.value THEN r.value ELSE b.value END) AS value,
+                   SUM(CASE WHEN r.measure < b.measure THEN r.measure ELSE b.measure END) AS measure
+            FROM (SELECT customer_id, day, product, SUM(amount) AS value, SUM(measure) AS measure
+                  FROM returned_lines GROUP BY customer_id, day, product) b
+                 JOIN returned_products r ON b.customer_id = r.customer_id AND b.day = r.day AND b.product = r.product
+            GROUP BY b.customer_id, b.day
+        ),
+        day_orders AS (
+            SELECT customer_id, CAST(order_ts AS DATE) AS day, order_id, SUM(amount) AS value,
+                   SUM(coalesce(amount, quantity)) AS measure
+            FROM transactions
+            WHERE NOT is_return AND CAST(order_ts AS DATE) <= {until} {sampled}
+            GROUP BY customer_id, CAST(order_ts AS DATE), order_id
+        ),
+        bought_days AS (
+            SELECT customer_id, day, SUM(value) AS value, SUM(measure) AS measure, COUNT(*) AS orders
+            FROM day_orders GROUP BY customer_id, day
+        ),
+        purchase_days AS (
+            SELECT d.customer_id, d.day, d.value - coalesce(c.value, 0) AS value, d.orders
+            FROM bought_days d LEFT JOIN cancelled_days c ON d.customer_id = c.customer_id AND d.day = c.day
+            WHERE c.measure IS NULL OR c.measure < d.measure - 1e-9 * abs(d.measure)
+        )"""
+
 QUERIES: dict[str, str] = {
     # One row: the headline numbers of a dataset.
     "dataset_totals": """
@@ -51,13 +112,13 @@ QUERIES: dict[str, str] = {
         GROUP BY date_trunc('month', order_ts)
         ORDER BY month
     """,
-    # A customer's segment is its value on their first purchase (the smallest if that order has several, as a
-    # product category may): min_by over (time, value) exists in DuckDB and Spark SQL alike.
+    # A customer's segment is its value on their first row: the earliest, and of rows at one moment (lines of one
+    # order, whose product category may differ) the first in the file; first_row_key(t) orders rows so.
     # Per cohort (period of a customer's first purchase), optional segment, and calendar period:
     # customers who bought, net revenue and purchase orders. $period is 'week', 'month' or 'quarter'.
     "cohort_activity": """
         WITH firsts AS (
-            SELECT t.customer_id, MIN(t.order_ts) AS first_ts, min_by({segment}, (t.order_ts, {segment})) AS segment
+            SELECT t.customer_id, MIN(t.order_ts) AS first_ts, min_by({segment}, first_row_key(t)) AS segment
             FROM transactions t WHERE NOT t.is_return GROUP BY t.customer_id
         ),
         customer_periods AS (
@@ -84,7 +145,7 @@ QUERIES: dict[str, str] = {
     "cohort_last_purchase": """
         WITH spans AS (
             SELECT t.customer_id, MIN(t.order_ts) AS first_ts, MAX(t.order_ts) AS last_ts,
-                   min_by({segment}, (t.order_ts, {segment})) AS segment
+                   min_by({segment}, first_row_key(t)) AS segment
             FROM transactions t WHERE NOT t.is_return GROUP BY t.customer_id
         )
         SELECT date_trunc($period, first_ts) AS cohort, segment, date_trunc($period, last_ts) AS last_period,
@@ -95,9 +156,7 @@ QUERIES: dict[str, str] = {
     # Per calendar day, among customers who first bought by $calibration_end: how many made their first
     # purchase that day and how many repeat purchase days fell on it (the input of the tracking plot).
     "daily_repeat_purchases": """
-        WITH purchase_days AS (
-            SELECT DISTINCT customer_id, CAST(order_ts AS DATE) AS day FROM transactions WHERE NOT is_return
-        ),
+        WITH {purchase_days up to (SELECT CAST(MAX(order_ts) AS DATE) FROM transactions)},
         firsts AS (
             SELECT customer_id, MIN(day) AS first_day FROM purchase_days GROUP BY customer_id
         )
@@ -126,22 +185,18 @@ QUERIES: dict[str, str] = {
         FROM flags
     """,
     # One row per customer with the given attribute columns (contact details, segments): the value on the
-    # customer's first row (the smallest, if that moment has several), as the cohort split takes it.
+    # customer's first row (the first in the file, if that moment has several), as the cohort split takes it.
     "customer_attributes": """
         SELECT customer_id {first_attributes} FROM transactions t GROUP BY customer_id
     """,
     # The customer table as of $cutoff (a DATE, inclusive): one row per customer with any row up to it (also
-    # customers with only returns, whose purchase columns are then empty or zero). Purchases on one day are one
-    # purchase day. Gaps are the days between consecutive purchase days; spend is over purchase days in the 90
-    # days up to the cutoff and the 90 before those; attributes are those of the customer's first row.
+    # customers with only returns, whose purchase columns are then empty or zero). Purchase days are netted of
+    # their returns ({purchase_days} below). Gaps are the days between consecutive purchase days; spend is over
+    # purchase days in the 90 days up to the cutoff and the 90 before those; attributes are those of the
+    # customer's first row. $sample_per_mille below 1000 keeps only that share of customers (a fixed draw by
+    # customer id), for training on a sample.
     "customer_table": """
-        WITH purchase_days AS (
-            SELECT customer_id, CAST(order_ts AS DATE) AS day, SUM(amount) AS value,
-                   COUNT(DISTINCT order_id) AS orders
-            FROM transactions
-            WHERE NOT is_return AND CAST(order_ts AS DATE) <= $cutoff
-            GROUP BY customer_id, CAST(order_ts AS DATE)
-        ),
+        WITH {purchase_days up to $cutoff, sampled},
         ordered_days AS (
             SELECT customer_id, day, value, orders,
                    LAG(day) OVER (PARTITION BY customer_id ORDER BY day) AS previous_day,
@@ -160,6 +215,8 @@ QUERIES: dict[str, str] = {
                    SUM(orders) AS orders,
                    SUM(value) AS purchase_value,
                    SUM(CASE WHEN day_number = 1 THEN value ELSE 0 END) AS first_day_value,
+                   SUM(CASE WHEN day_number > 1 AND value > 0 THEN 1 ELSE 0 END) AS repeat_spend_days,
+                   SUM(CASE WHEN day_number > 1 AND value > 0 THEN value ELSE 0 END) AS repeat_spend_value,
                    AVG(gap) AS mean_gap_days,
                    STDDEV_SAMP(gap) AS gap_spread_days,
                    SUM(CASE WHEN day > date_add($cutoff, -90) THEN value ELSE 0 END) AS spend_last_90,
@@ -168,15 +225,23 @@ QUERIES: dict[str, str] = {
             FROM gaps
             GROUP BY customer_id
         ),
+        products AS (
+            SELECT customer_id, COUNT(*) AS products
+            FROM (SELECT DISTINCT customer_id, coalesce(product_id, product_name) AS product
+                  FROM transactions
+                  WHERE NOT is_return AND CAST(order_ts AS DATE) <= $cutoff
+                        AND customer_bucket(customer_id) < $sample_per_mille) bought
+            WHERE product IS NOT NULL
+            GROUP BY customer_id
+        ),
         all_rows AS (
             SELECT t.customer_id,
                    SUM(t.amount) AS net_revenue,
                    SUM(CASE WHEN t.is_return THEN 1 ELSE 0 END) AS return_lines,
-                   COUNT(*) AS lines,
-                   COUNT(DISTINCT CASE WHEN t.is_return THEN NULL ELSE t.product_id END) AS products
+                   COUNT(*) AS lines
                    {first_attributes}
             FROM transactions t
-            WHERE CAST(t.order_ts AS DATE) <= $cutoff
+            WHERE CAST(t.order_ts AS DATE) <= $cutoff AND customer_bucket(t.customer_id) < $sample_per_mille
             GROUP BY t.customer_id
         )
         SELECT a.customer_id, p.first_day, p.last_day,
@@ -184,22 +249,24 @@ QUERIES: dict[str, str] = {
                days_between(p.first_day, $cutoff) AS tenure_days,
                coalesce(p.purchase_days, 0) AS purchase_days, coalesce(p.orders, 0) AS orders,
                coalesce(p.purchase_value, 0) AS purchase_value, coalesce(p.first_day_value, 0) AS first_day_value,
+               coalesce(p.repeat_spend_days, 0) AS repeat_spend_days,
+               coalesce(p.repeat_spend_value, 0) AS repeat_spend_value,
                p.mean_gap_days, p.gap_spread_days,
                coalesce(p.spend_last_90, 0) AS spend_last_90, coalesce(p.spend_prior_90, 0) AS spend_prior_90,
-               a.net_revenue, a.return_lines, a.lines, a.products
+               a.net_revenue, a.return_lines, a.lines, coalesce(b.products, 0) AS products
                {selected_attributes}
         FROM all_rows a LEFT JOIN purchases p ON a.customer_id = p.customer_id
+             LEFT JOIN products b ON a.customer_id = b.customer_id
         ORDER BY a.customer_id
     """,
-    # Per customer, purchase days, purchase orders and their value in the window ($start, $end] (DATEs): the
-    # holdout of the CLV check and the label of churn ("did they buy in the next H days?").
+    # Per customer, purchase days, purchase orders and their value in the window ($start, $end] (DATEs), netted
+    # of returns up to $end: the holdout of the CLV check and the label of churn ("did they buy in the next H
+    # days?").
     "customer_window_activity": """
-        SELECT customer_id,
-               COUNT(DISTINCT CAST(order_ts AS DATE)) AS purchase_days,
-               COUNT(DISTINCT order_id) AS orders,
-               SUM(amount) AS value
-        FROM transactions
-        WHERE NOT is_return AND CAST(order_ts AS DATE) > $start AND CAST(order_ts AS DATE) <= $end
+        WITH {purchase_days up to $end}
+        SELECT customer_id, COUNT(*) AS purchase_days, SUM(orders) AS orders, SUM(value) AS value
+        FROM purchase_days
+        WHERE day > $start
         GROUP BY customer_id
     """,
     # First and last moment of the data.
@@ -224,16 +291,31 @@ def query_text(name: str, **identifiers: str) -> str:
         text = QUERIES[name]
     except KeyError:
         raise KeyError(f"No query named {name!r}; known: {', '.join(sorted(QUERIES))}") from None
+    text = _PURCHASE_DAYS_SLOT.sub(lambda found: _PURCHASE_DAYS.replace("{until}", found[1]).replace(
+        "{sampled}", "AND customer_bucket(customer_id) < $sample_per_mille" if found[2] else ""), text)
     if "{segment}" in text:
         segment = identifiers.get("segment")
         text = text.replace("{segment}", f"t.{quote_identifier(segment)}" if segment else "'All customers'")
     columns = [quote_identifier(column) for column in identifiers.get("attributes") or ()]
     text = text.replace("{first_attributes}", "".join(
-        f", min_by(t.{column}, (t.order_ts, t.{column})) AS {column}" for column in columns))
+        f", min_by(t.{column}, first_row_key(t)) AS {column}" for column in columns))
     text = text.replace("{selected_attributes}", "".join(f", a.{column}" for column in columns))
+    text = text.replace("first_row_key(t)", _FIRST_ROW_KEY)
+    text = _EPOCH_SECONDS.sub(r"CAST(epoch(\1) AS BIGINT)", text)
+    text = _CUSTOMER_BUCKET.sub(r"(hash(\1) % 1000)", text)
     return _DAYS_BETWEEN.sub(r"date_diff('day', \1, \2)", text)
 
 
+_PURCHASE_DAYS_SLOT = re.compile(r"\{purchase_days up to ([^},]+?)(, sampled)?\}")
+# Two functions the engines spell differently; the queries use one name and each engine writes its own.
 # Days from one DATE to another: DuckDB's date_diff('day', a, b); Spark SQL writes it datediff(b, a). The queries
-# say days_between(a, b) (arguments plain names or parameters) and each engine spells it its own way.
+# say days_between(a, b) (arguments plain names or parameters).
 _DAYS_BETWEEN = re.compile(r"days_between\(\s*([^(),]+?)\s*,\s*([^(),]+?)\s*\)")
+# Seconds since 1970 as a whole number: DuckDB's epoch(x); Spark's unix_timestamp(x).
+_EPOCH_SECONDS = re.compile(r"epoch_seconds\(\s*([^(),]+?)\s*\)")
+# Orders a customer's rows by time, then by their place in the file, in one whole number (cheaper to compare
+# than a pair): seconds times 1e9 plus the row number (below 1e9) fits in 64 bits for dates up to 2262.
+_FIRST_ROW_KEY = "(epoch_seconds(t.order_ts) * 1000000000 + t.source_row)"
+# A customer's fixed bucket, 0 to 999, from a hash of the id (DuckDB's hash; Spark's pmod(hash(x), 1000)): a
+# sample of customers that stays the same from run to run.
+_CUSTOMER_BUCKET = re.compile(r"customer_bucket\(\s*([^(),]+?)\s*\)")
