@@ -22,11 +22,12 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from clm_core.errors import DataRangeError
+from clm_core.errors import ClmError
 from clm_core.workspace import Workspace
 
 __all__ = ["CalculatorInputs", "CalculatorResult", "calculate", "clv_value", "yearly_table", "sensitivity",
-           "prefill_from_workspace", "FORMULA"]
+           "prefill_from_workspace", "ObservedInput", "FORMULA",
+           "sensitivity_axes"]
 
 FORMULA = r"CLV = \sum_{t=1}^{H} \frac{m\, r^{t-1}}{(1+d)^{t}} \qquad CLV_{H=\infty} = \frac{m}{1 + d - r}"
 _TABLE_YEARS_UNLIMITED = 50
@@ -140,41 +141,133 @@ def sensitivity(inputs: CalculatorInputs, retentions: np.ndarray, discount_rates
                         columns=pd.Index(discount_rates, name="annual_discount_rate"))
 
 
-def prefill_from_workspace(workspace: Workspace) -> dict:
-    """Calculator inputs observed in a dataset: ``average_order_value``, ``orders_per_year``, ``annual_retention``
-    and ``note`` (how they were measured).
+def sensitivity_axes(inputs: CalculatorInputs) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the sensitivity grid: retention 30 % to 95 % in steps of 5 points and discount rates
+    0 % to 20 % in steps of 2.5 points, each with the current input added where it falls between steps, so the
+    grid always has a cell for the inputs on screen."""
+    retentions = np.union1d(np.round(np.arange(0.3, 0.951, 0.05), 4), [round(inputs.annual_retention, 4)])
+    rates = np.union1d(np.round(np.arange(0.0, 0.201, 0.025), 4), [round(inputs.annual_discount_rate, 4)])
+    return retentions, rates
 
-    Retention is the share of customers active in one window who buy again in
-    the next; with two years of data the windows are the last two years,
-    otherwise two halves of the data, annualised (r_year = r_window^(365 / days)).
-    Orders per year are the next window's orders per active customer, scaled the same way.
+
+@dataclass(frozen=True)
+class ObservedInput:
+    """One calculator input measured in a dataset, or why it could not be.
+
+    ``value`` is None when it could not be filled (``definition`` then says why); ``basis`` is how many
+    customers (or orders, for the order value) the figure rests on, named by ``basis_label``; ``source`` is
+    ``observed`` (counted in the data), ``model`` (a BG/NBD forecast) or ``not filled``.
+    """
+
+    name: str
+    label: str
+    value: float | None
+    definition: str
+    basis: int | None = None
+    basis_label: str = "customers"
+    source: str = "observed"
+
+
+def _window_dates(end: pd.Timestamp, days: int) -> str:
+    return f"{end - timedelta(days=days):%d %b %Y} to {end - timedelta(days=1):%d %b %Y}"
+
+
+def _forecast_window_retention(workspace: Workspace, days: int) -> tuple[float, int, str]:
+    """BG/NBD forecast of annual retention: of the customers who bought in the last ``days`` days of the data,
+    the expected share who buy again in the next 365 days; with the number of those customers and a caution
+    when the fit sees no drop-out.
+
+    For a customer with history (x, t_x, T) the chance of a purchase in the next t is
+    P(alive | x, t_x, T) x (1 - ((alpha + T) / (alpha + T + t))^(r + x)): while alive, purchases follow a
+    Poisson process whose rate has the posterior Gamma(r + x, alpha + T) (Fader, Hardie and Lee 2005,
+    section 5), and in BG/NBD a customer can only drop out right after a purchase, so the first one counts.
+    """
+    from clm_core.clv import UNITS, customer_summary, fit_clv_models
+
+    summary = customer_summary(workspace, unit="week")
+    fitted = fit_clv_models(summary, purchase_model="bgnbd", with_spend=False)
+    frame = summary.frame
+    recent = frame[(frame["T_days"] - frame["recency_days"]) < days]
+    unit_days = UNITS[summary.unit]
+    x = recent["frequency"].to_numpy(dtype=float)
+    t_x = recent["recency_days"].to_numpy() / unit_days
+    T = recent["T_days"].to_numpy() / unit_days
+    params = fitted.purchase.params_
+    alive = fitted.purchase.probability_alive(x, t_x, T)
+    later = 365 / unit_days
+    buys = alive * (1 - ((params["alpha"] + T) / (params["alpha"] + T + later)) ** (params["r"] + x))
+    caution = ""
+    if params["a"] / (params["a"] + params["b"]) < 1e-4:
+        caution = (" The model sees almost no customers dropping out in your data, so it counts only how often "
+                   "customers buy: read this figure as an upper bound.")
+    return float(buys.mean()), len(recent), caution
+
+
+def prefill_from_workspace(workspace: Workspace) -> list[ObservedInput]:
+    """Calculator inputs measured in a dataset: average order value, orders per year and annual retention, each
+    with its definition and the number of customers (or orders) behind it.
+
+    The definitions do not depend on how long the data are:
+
+    * average order value: purchase revenue before returns / purchase orders, over all the data;
+    * orders per year: purchase orders in the last 365 days / customers who bought in them (needs a year);
+    * annual retention: of the customers who bought in the 365 days before the last 365, the share who bought
+      again in the last 365 days (needs two years). With less than two years of data, the BG/NBD model fitted on
+      all of it forecasts the same share for the customers of the last 365 days (or of all the data, if shorter)
+      over the next 365 days, and the figure says so.
     """
     from clm_core.summary import dataset_summary
 
     summary = dataset_summary(workspace)
     start, end = summary.first_date.normalize(), summary.last_date.normalize() + timedelta(days=1)
     span_days = (end - start).days
-    window_days = 365 if span_days >= 730 else span_days // 2
-    if window_days < 7:
-        raise DataRangeError(f"Your data cover only {span_days} days: too short to observe retention. "
-                             "Enter the inputs by hand.")
-    base_start = end - timedelta(days=2 * window_days)
-    base_end = end - timedelta(days=window_days)
-    row = workspace.query("window_retention", base_start=base_start, base_end=base_end, next_end=end).iloc[0]
-    base, retained = int(row["base_customers"]), int(row["retained_customers"])
-    active, orders = int(row["next_customers"]), int(row["next_orders"])
-    scale = 365 / window_days
-    window_retention = retained / base if base else 0.0
-    if window_days == 365:
-        note = (f"Retention: {retained:,} of the {base:,} customers who bought from {base_start:%d %b %Y} to "
-                f"{base_end - timedelta(days=1):%d %b %Y} bought again in the following year.")
+    figures = []
+    if summary.average_order_value is None:
+        figures.append(ObservedInput(
+            "average_order_value", "Average order value", None,
+            "Not filled: your file has no amount column, so the order value stays the one you enter, and CLV is "
+            "only as good as that figure.", source="not filled"))
     else:
-        note = (f"Your data cover less than two years, so retention is measured over {window_days} days: "
-                f"{retained:,} of {base:,} customers active in the first half bought again in the second half "
-                f"({window_retention:.1%}), annualised to {window_retention ** scale:.1%}.")
-    return {
-        "average_order_value": summary.average_order_value,
-        "orders_per_year": orders / active * scale if active else 0.0,
-        "annual_retention": window_retention ** scale,
-        "note": note,
-    }
+        figures.append(ObservedInput(
+            "average_order_value", "Average order value", summary.average_order_value,
+            f"Revenue of purchases (before returns) divided by purchase orders, from {start:%d %b %Y} to "
+            f"{summary.last_date:%d %b %Y}.", basis=summary.orders, basis_label="orders"))
+
+    year = timedelta(days=365)
+    row = workspace.query("window_retention", base_start=end - 2 * year, base_end=end - year, next_end=end).iloc[0]
+    active, orders = int(row["next_customers"]), int(row["next_orders"])
+    if span_days < 365:
+        figures.append(ObservedInput(
+            "orders_per_year", "Orders per year", None,
+            f"Not filled: your data cover {span_days} days, less than a year, and scaling a shorter period up to a "
+            "year would depend on the period chosen. Enter it by hand.", source="not filled"))
+    else:
+        figures.append(ObservedInput(
+            "orders_per_year", "Orders per year", orders / active if active else 0.0,
+            f"Purchase orders from {_window_dates(end, 365)} ({orders:,}) divided by the customers who bought in "
+            "that time.", basis=active))
+
+    if span_days >= 730:
+        base, retained = int(row["base_customers"]), int(row["retained_customers"])
+        figures.append(ObservedInput(
+            "annual_retention", "Annual retention", retained / base if base else 0.0,
+            f"Of the customers who bought from {_window_dates(end - year, 365)}, the share who bought again from "
+            f"{_window_dates(end, 365)} ({retained:,} customers).", basis=base))
+    else:
+        days = min(365, span_days)
+        try:
+            value, customers, caution = _forecast_window_retention(workspace, days)
+        except ClmError as error:
+            figures.append(ObservedInput(
+                "annual_retention", "Annual retention", None,
+                f"Not filled: your data cover less than two years, so retention cannot be counted, and the BG/NBD "
+                f"model that would forecast it could not be fitted ({error}) Enter it by hand.",
+                source="not filled"))
+        else:
+            who = "in the last 365 days" if days == 365 else f"in your data ({span_days} days)"
+            figures.append(ObservedInput(
+                "annual_retention", "Annual retention", value,
+                f"BG/NBD model forecast, since your data cover {span_days} days, less than the two years a count "
+                f"needs: of the customers who bought {who} (to {summary.last_date:%d %b %Y}), the share expected to "
+                f"buy again in the next 365 days.{caution}", basis=customers, source="model"))
+    return figures

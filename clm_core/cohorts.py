@@ -10,8 +10,16 @@ Definitions (shown in the app too):
 * revenue retention: net revenue in period k / net revenue in period 0;
 * cumulative revenue per customer: net revenue of periods 0..k / cohort size (the empirical LTV curve).
 
-Censoring: offsets a cohort has not reached are absent, and the last period of the
-data, when it is not complete, is flagged and its metrics are missing (NaN), never zero.
+Weeks start on Monday (ISO weeks, as DuckDB's ``date_trunc('week')``); a weekly cohort is labelled with its Monday.
+
+Censoring, what the data cannot know:
+
+* right, incomplete periods: offsets a cohort has not reached are absent, and the last period of the data, when it
+  is not complete, is flagged (``complete`` False) and its counts and metrics are missing (NaN), never zero;
+* right, rolling retention: "bought then or later" only sees purchases up to the data end, so every rolling cell is
+  a lower bound (``censored`` True);
+* left, the first cohort: the period the data start in holds customers who had bought before the data start, so it
+  is no cohort of new customers (``left_censored`` True) and the average leaves it out unless asked.
 """
 
 from __future__ import annotations
@@ -24,13 +32,17 @@ import pandas as pd
 from clm_core.errors import DataRangeError
 from clm_core.workspace import Workspace
 
-__all__ = ["PERIODS", "DEFINITIONS", "CohortTable", "cohort_table", "period_offsets", "period_label"]
+__all__ = ["PERIODS", "DEFINITIONS", "WEEK_START", "FEW_COHORTS", "CohortTable", "cohort_table", "period_offsets",
+           "period_label"]
 
 PERIODS = {"week": "Week", "month": "Month", "quarter": "Quarter"}
 DEFINITIONS = {
     "classic": "Classic: the share of the cohort that bought in that period.",
     "rolling": "Rolling (unbounded): the share of the cohort that bought in that period or any later one.",
 }
+WEEK_START = "Weeks start on Monday; a weekly cohort is named by the date of its Monday."
+# Average-curve points resting on fewer cohorts than this are shown faded: one or two cohorts are anecdotes.
+FEW_COHORTS = 3
 # pandas period frequencies; DuckDB's date_trunc('week') starts weeks on Monday, as W-SUN does.
 _PANDAS_PERIOD = {"week": "W-SUN", "month": "M", "quarter": "Q"}
 _METRIC_COLUMNS = ["retention", "churn_rate", "revenue_retention", "cumulative_revenue_per_customer",
@@ -67,7 +79,10 @@ class CohortTable:
 
     ``long`` has one row per cohort (and segment) and offset: ``cohort``,
     ``segment``, ``offset``, ``period_start``, ``cohort_size``, ``active``,
-    ``revenue``, ``orders``, ``complete`` and the metrics of ``_METRIC_COLUMNS``.
+    ``revenue``, ``orders`` (all three missing where ``complete`` is False),
+    ``complete``, ``censored`` (the value can still rise with more data: every
+    rolling cell), ``left_censored`` (the first cohort of the data, which holds
+    customers who bought before it) and the metrics of ``_METRIC_COLUMNS``.
     """
 
     long: pd.DataFrame
@@ -77,9 +92,13 @@ class CohortTable:
     segment_label: str | None = None
     notes: list[str] = field(default_factory=list)
 
-    def average_curve(self, metric: str = "retention") -> pd.DataFrame:
-        """Size-weighted average over cohorts that completed each offset: ``offset``, value, ``cohorts``, ``customers``."""
+    def average_curve(self, metric: str = "retention", *, include_left_censored: bool = False) -> pd.DataFrame:
+        """Size-weighted average over cohorts that completed each offset: ``offset``, value, ``cohorts`` and
+        ``customers`` (how many the point rests on). The left-censored first cohort is left out unless
+        ``include_left_censored``; the frame is empty when no other cohort is shown."""
         done = self.long[self.long["complete"]]
+        if not include_left_censored:
+            done = done[~done["left_censored"]]
         grouped = done.groupby("offset")
         if metric == "retention":
             value = grouped["active"].sum() / grouped["cohort_size"].sum()
@@ -90,23 +109,28 @@ class CohortTable:
             value = (done[metric] * weights).groupby(done["offset"]).sum() / weights.groupby(done["offset"]).sum()
         return pd.DataFrame({
             "offset": value.index,
-            metric: value.to_numpy(),
+            metric: value.to_numpy(dtype=float),
             "cohorts": grouped.size().to_numpy(),
             "customers": grouped["cohort_size"].sum().to_numpy(),
         })
 
-    def headline(self) -> dict[int, float | None]:
+    def headline(self, *, include_left_censored: bool = False) -> dict[int, float | None]:
         """Average-cohort retention at offsets 1, 3 and 12 (None where no cohort got that far)."""
-        curve = self.average_curve().set_index("offset")["retention"]
+        curve = self.average_curve(include_left_censored=include_left_censored).set_index("offset")["retention"]
         return {offset: (float(curve[offset]) if offset in curve.index else None) for offset in (1, 3, 12)}
 
-    def wide(self, metric: str = "retention") -> pd.DataFrame:
-        """Cohort x offset table of one metric; rows labelled '2010-12 (948 customers)'."""
-        frame = self.long.copy()
-        frame["row"] = frame["cohort"].map(lambda c: period_label(c, self.period))
+    def row_labels(self) -> pd.Series:
+        """The wide table's row label of each row of ``long``: '2010-12 (948 customers)', segment first if split."""
+        label = self.long["cohort"].map(lambda c: period_label(c, self.period))
         if self.segment_label:
-            frame["row"] = frame["segment"].astype(str) + " | " + frame["row"]
-        frame["row"] = frame["row"] + " (" + frame["cohort_size"].map("{:,}".format) + " customers)"
+            label = self.long["segment"].astype(str) + " | " + label
+        return label + " (" + self.long["cohort_size"].map("{:,}".format) + " customers)"
+
+    def wide(self, metric: str = "retention") -> pd.DataFrame:
+        """Cohort x offset table of one metric, rows in cohort order, labelled as :meth:`row_labels`."""
+        frame = self.long.assign(row=self.row_labels())
+        if frame[metric].dtype != object:
+            frame[metric] = frame[metric].astype(float)  # counts blank in the partial period: NaN, not pd.NA
         wide = frame.pivot_table(index="row", columns="offset", values=metric, aggfunc="first", dropna=False,
                                  sort=False)
         wide.columns.name = f"{PERIODS[self.period]}s since first purchase"
@@ -117,6 +141,19 @@ class CohortTable:
         frame = self.long.drop(columns=["revenue_0"]).copy()
         frame.insert(0, "cohort_label", frame["cohort"].map(lambda c: period_label(c, self.period)))
         return frame
+
+
+def _left_censored_note(long: pd.DataFrame, period: str, first_ts: pd.Timestamp) -> str:
+    """Why the first cohort is set apart, with its period-1 retention against the other cohorts' where known."""
+    first = long[long["left_censored"]]
+    note = (f"The first cohort ({period_label(first['cohort'].iloc[0], period)}) may include customers who bought "
+            f"before your data start ({first_ts:%d %b %Y}): they are not new customers")
+    at_one = long[(long["offset"] == 1) & long["complete"]]
+    mine, others = at_one[at_one["left_censored"]], at_one[~at_one["left_censored"]]
+    if len(mine) and len(others):
+        note += (f" ({period} 1 retention {mine['active'].sum() / mine['cohort_size'].sum():.1%} against "
+                 f"{others['active'].sum() / others['cohort_size'].sum():.1%} for the other cohorts)")
+    return note + ". It is marked on the heatmap and left out of the average cohort unless you include it."
 
 
 def _period_count(first: pd.Timestamp, last: pd.Timestamp, unit: str) -> int:
@@ -184,6 +221,9 @@ def cohort_table(
         long = long.drop(columns="rolling_active")
 
     long["complete"] = ~(partial & (long["period_start"] == last_period))
+    # Offset 0 is everyone by definition; every later rolling cell misses purchases made after the data end.
+    long["censored"] = (definition == "rolling") & (long["offset"] > 0)
+    long["left_censored"] = long["cohort"] == first_ts.to_period(_PANDAS_PERIOD[period]).start_time
     long["cohort_size"] = long["cohort_size"].astype(int)
     long["active"] = long["active"].astype(int)
     long["orders"] = long["orders"].astype(int)
@@ -207,8 +247,20 @@ def cohort_table(
     long["cumulative_revenue_per_customer"] = long.groupby(keys)["revenue"].cumsum() / size
     long["orders_per_customer"] = long["orders"] / size
     long.loc[~long["complete"], _METRIC_COLUMNS] = np.nan
+    # The partial period's counts are as unknown as its rates: blank in every export too, never a low number.
+    for column in ("active", "orders"):
+        long[column] = long[column].astype("Int64").mask(~long["complete"])
+    long["revenue"] = long["revenue"].mask(~long["complete"])
 
     notes = []
+    if long["left_censored"].any():
+        notes.append(_left_censored_note(long, period, first_ts))
+    if definition == "rolling":
+        notes.append(
+            f"Rolling retention only sees purchases up to the end of the data ({last_ts:%d %b %Y}): a customer who "
+            "buys again after it is not counted, so every value is a lower bound (marked ≥), the more so for "
+            f"{period}s close to the end."
+        )
     if partial:
         notes.append(
             f"The last {period} ({period_label(last_period, period)}) is not complete (data end on "

@@ -5,7 +5,7 @@ import streamlit as st
 
 import app_state
 from clm_core.charts import cohort_heatmap_figure, cumulative_revenue_figure, retention_curves_figure
-from clm_core.cohorts import DEFINITIONS, PERIODS
+from clm_core.cohorts import DEFINITIONS, FEW_COHORTS, PERIODS, WEEK_START
 from clm_core.errors import ClmError
 from clm_core.export import to_csv_bytes, to_excel_bytes
 
@@ -18,7 +18,8 @@ summary = app_state.cached_summary(dataset.fingerprint, ws)
 
 controls = st.columns(4)
 period = controls[0].radio("Cohort period", list(PERIODS), index=1, format_func=PERIODS.get, horizontal=True,
-                           key="cohorts_period", help="Group customers by the week, month or quarter of their first purchase.")
+                           key="cohorts_period",
+                           help="Group customers by the week, month or quarter of their first purchase. " + WEEK_START)
 definition = controls[1].radio(
     "Retention definition", list(DEFINITIONS), format_func=str.title, horizontal=True, key="cohorts_definition",
     help=DEFINITIONS["classic"] + " " + DEFINITIONS["rolling"],
@@ -45,8 +46,16 @@ except ClmError as error:
 
 for note in table.notes:
     st.caption("⚠️ " + app_state.plain(note))
+if period == "week":
+    st.caption(WEEK_START)
 unit = PERIODS[period].lower()
-headline = table.headline()
+has_first_cohort = bool(table.long["left_censored"].any())
+include_first = st.toggle(
+    "Include the first cohort in the average", key="cohorts_include_first", disabled=not has_first_cohort,
+    help="The first cohort of the data may hold customers who had bought before the data start, so its retention "
+         "is not that of new customers. It is left out of the average cohort and the headline figures unless you "
+         "switch this on.")
+headline = table.headline(include_left_censored=include_first)
 cells = st.columns(4)
 cells[0].metric("Cohorts shown", f"{table.long[['cohort', 'segment']].drop_duplicates().shape[0]:,}")
 for cell, offset in zip(cells[1:], (1, 3, 12)):
@@ -56,22 +65,37 @@ for cell, offset in zip(cells[1:], (1, 3, 12)):
                      "their first purchase. n/a when no cohort is that old yet.")
 st.caption(DEFINITIONS[definition] + " Churn rate = 1 - retention.")
 
-metric = st.radio("Heatmap shows", ["retention", "churn_rate", "revenue_retention"], horizontal=True,
-                  format_func={"retention": "Customer retention", "churn_rate": "Churn rate",
-                               "revenue_retention": "Revenue retention"}.get, key="cohorts_metric",
-                  help="Revenue retention: net revenue in the period divided by the cohort's revenue in its first period.")
+pick = st.columns([3, 1])
+metric = pick[0].radio("Heatmap shows", ["retention", "churn_rate", "revenue_retention"], horizontal=True,
+                       format_func={"retention": "Customer retention", "churn_rate": "Churn rate",
+                                    "revenue_retention": "Revenue retention"}.get, key="cohorts_metric",
+                       help="Revenue retention: net revenue in the period divided by the cohort's revenue in its "
+                            "first period.")
+rows = pick[1].selectbox(
+    "Cohorts on the heatmap", [12, 24, 36, 52, 104, 0], index=2, key="cohorts_max_rows",
+    format_func=lambda n: "All" if n == 0 else f"The {n} most recent",
+    help="Long histories (weekly cohorts over years) make a heatmap too tall to read: show only the most recent "
+         "cohorts. The averages, curves and downloads always use every cohort.")
 if metric == "revenue_retention" and not dataset.has_money:
     st.info("Revenue retention needs an amount column; this dataset has none.")
 else:
-    st.plotly_chart(cohort_heatmap_figure(table, metric), key="cohorts_heatmap")
+    st.plotly_chart(cohort_heatmap_figure(table, metric, max_cohorts=rows or None), key="cohorts_heatmap")
 left, right = st.columns(2)
-left.plotly_chart(retention_curves_figure(table), key="cohorts_curves")
+left.plotly_chart(retention_curves_figure(table, include_left_censored=include_first), key="cohorts_curves")
+if table.average_curve(include_left_censored=include_first).empty:
+    left.info("The average cohort is empty: only the first cohort is shown, and it is left out of the average. "
+              "Switch on 'Include the first cohort in the average' or widen the filters.")
+else:
+    left.caption(f"Faded points of the average rest on fewer than {FEW_COHORTS} cohorts (hover for how many "
+                 "customers): read them as anecdotes, not trends.")
 if dataset.has_money:
     right.plotly_chart(cumulative_revenue_figure(table), key="cohorts_ltv")
 else:
     right.info("Cumulative revenue per customer needs an amount column.")
 
 st.subheader("Export")
+st.caption("The downloads hold every cohort. Counts and rates of periods not complete yet are blank; the columns "
+           "complete, censored (rolling retention: a lower bound) and left_censored (the first cohort) say which.")
 long = table.export_long()
 wide = table.wide("retention").reset_index()
 a, b, c = st.columns(3)

@@ -227,6 +227,7 @@ row2[1].metric("Last order", summary.last_date.strftime("%d %b %Y"))
 row2[2].metric("Repeat customers", f"{summary.repeat_customer_rate:.1%}",
                help="Share of buying customers with two or more orders.")
 row2[3].metric("Orders per customer", f"{summary.orders_per_customer:.2f}")
-st.plotly_chart(revenue_by_month_figure(monthly, has_money=dataset.has_money), key="data_revenue_chart")
+st.plotly_chart(revenue_by_month_figure(monthly, has_money=dataset.has_money, first_date=summary.first_date,
+                                        last_date=summary.last_date), key="data_revenue_chart")
 st.subheader("Cleaned table (first 100 rows)")
 st.dataframe(ws.query("preview", limit=100), hide_index=True)

@@ -82,3 +82,92 @@ def test_segment_values_from_the_file_are_shown_as_text_not_html(tmp_path):
     texts += [trace.name + trace.hovertemplate for trace in retention_curves_figure(table).data]
     assert any("&lt;a href" in text for text in texts)
     assert not any("<a href" in text or "%{y}" in text.replace("%{y:", "") for text in texts)
+
+
+# Five monthly cohorts of two customers each (January to May 2021); data end on 10 June, so June is partial.
+_COHORTS = "customer_id,order_date,amount\n" + "".join(
+    f"m{month}{who},2021-{month:02d}-0{2 + who},10\n" for month in range(1, 6) for who in range(2)) + "".join(
+    f"m{month}0,2021-{month + 1:02d}-15,5\n" for month in range(1, 5)) + "m10,2021-06-10,5\n"
+
+
+@pytest.fixture(scope="module")
+def five_cohorts(tmp_path_factory):
+    from clm_core.cohorts import cohort_table
+    from clm_core.workspace import Workspace
+
+    folder = tmp_path_factory.mktemp("cohorts")
+    path = folder / "five.csv"
+    path.write_text(_COHORTS)
+    with Workspace(folder / "ws.duckdb") as workspace:
+        workspace.ingest(path)
+        yield {definition: cohort_table(workspace, definition=definition) for definition in ("classic", "rolling")}
+
+
+def test_cohort_heatmap_marks_the_first_cohort_and_censored_cells(five_cohorts):
+    classic = charts.cohort_heatmap_figure(five_cohorts["classic"])
+    _titled(classic)
+    rows = list(classic.data[0].y)
+    assert rows[0].startswith("⚠ 2021-01") and not any(row.startswith("⚠") for row in rows[1:])
+    frame = [shape for shape in classic.layout.shapes if shape.type == "rect"]
+    assert len(frame) == 1 and (frame[0].y0, frame[0].y1) == (-0.5, 0.5)
+    assert not any("≥" in cell for row in classic.data[0].text for cell in row)
+    rolling = charts.cohort_heatmap_figure(five_cohorts["rolling"])
+    texts = rolling.data[0].text
+    # Every filled cell after month 0 is a lower bound; month 0 (everyone) is not.
+    assert all(cell.startswith("≥") for row in texts for cell in row[1:] if cell)
+    assert all(row[0] == "100%" for row in texts if row[0])
+    churn = charts.cohort_heatmap_figure(five_cohorts["rolling"], "churn_rate")
+    assert churn.data[0].text[0][1].startswith("≤")
+
+
+def test_cohort_heatmap_shows_the_most_recent_cohorts(five_cohorts):
+    capped = charts.cohort_heatmap_figure(five_cohorts["classic"], max_cohorts=3)
+    assert [row.split(" ")[0] for row in capped.data[0].y] == ["2021-03", "2021-04", "2021-05"]
+    assert "most recent 3 of 5 cohorts" in capped.layout.title.text
+    assert not capped.layout.shapes  # the first cohort is not drawn, so not framed
+    assert len(charts.cohort_heatmap_figure(five_cohorts["classic"], max_cohorts=50).data[0].y) == 5
+
+
+def test_average_curve_says_how_many_cohorts_each_point_rests_on(five_cohorts):
+    table = five_cohorts["classic"]
+    figure = charts.retention_curves_figure(table)
+    _titled(figure)
+    average = figure.data[[trace.name for trace in figure.data].index("Average cohort")]
+    tail = [trace for trace in figure.data if trace.name and trace.name.startswith("Average, fewer")][0]
+    # Without January: month 1 rests on Feb, Mar, Apr (3 cohorts), month 2 on Feb and Mar, month 3 on Feb.
+    assert list(average.x) == [0, 1] and list(tail.x) == [2, 3]
+    assert list(tail.text) == ["2 cohorts", "1 cohort"]
+    assert average.customdata[1] == "3 cohorts, 6 customers"
+    assert "first cohort left out" in figure.layout.title.text
+    # February customer 0 bought in March, March's in April, April's in May: 3 of 6 at month 1.
+    assert average.y[1] == pytest.approx(3 / 6)
+    with_first = charts.retention_curves_figure(table, include_left_censored=True)
+    solid = with_first.data[[trace.name for trace in with_first.data].index("Average cohort")]
+    assert list(solid.x) == [0, 1, 2] and solid.y[1] == pytest.approx(4 / 8)
+
+
+def test_revenue_by_month_marks_partial_months():
+    monthly = pd.DataFrame({"month": pd.to_datetime(["2010-12-01", "2011-01-01", "2011-02-01"]),
+                            "net_revenue": [500.0, 800.0, 90.0], "customers": [5, 8, 1]})
+    figure = charts.revenue_by_month_figure(monthly, first_date=pd.Timestamp("2010-12-01 08:26"),
+                                            last_date=pd.Timestamp("2011-02-09 12:50"))
+    _titled(figure)
+    full, partial = figure.data
+    assert list(full.y) == [500.0, 800.0] and list(partial.y) == [90.0]
+    assert partial.customdata == ("data from 01 Feb to 09 Feb 2011",)
+    started_late = charts.revenue_by_month_figure(monthly, has_money=False, first_date=pd.Timestamp("2010-12-04"),
+                                                  last_date=pd.Timestamp("2011-02-28 23:00"))
+    assert list(started_late.data[1].y) == [5] and "month not complete" in started_late.data[1].name
+    assert len(charts.revenue_by_month_figure(monthly).data) == 1  # without dates nothing is guessed
+
+
+def test_sensitivity_box_sits_on_a_real_row():
+    from clm_core.clv_calculator import sensitivity_axes
+
+    inputs = CalculatorInputs(50, 4, 0.3, 0.53, 0.085, 5, 100)
+    heat = charts.sensitivity_figure(sensitivity(inputs, *sensitivity_axes(inputs)), current=(0.53, 0.085))
+    rows, columns = list(heat.data[0].y), list(heat.data[0].x)
+    assert rows.count("53%") == 1 and columns.count("8.5%") == 1 and "2.5%" in columns
+    assert heat.data[1].y == ("53%",) and heat.data[1].x == ("8.5%",)
+    z = np.asarray(heat.data[0].z)
+    assert not np.isnan(z[rows.index("53%"), columns.index("8.5%")])

@@ -8,7 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clm_core.clv_calculator import CalculatorInputs, calculate, clv_value, prefill_from_workspace, sensitivity
+from clm_core.clv_calculator import (
+    CalculatorInputs,
+    calculate,
+    clv_value,
+    prefill_from_workspace,
+    sensitivity,
+    sensitivity_axes,
+)
+from clm_core.workspace import Workspace
+from tests.conftest import DEMO_FILE as DEMO_PATH
 
 # AOV 50, 4 orders a year, 30 % margin: m = 60 a year per active customer.
 INPUTS = CalculatorInputs(average_order_value=50, orders_per_year=4, gross_margin=0.3, annual_retention=0.7,
@@ -64,23 +73,117 @@ def test_impossible_inputs_are_refused(bad):
         replace(INPUTS, **bad)
 
 
-def test_prefill_matches_an_independent_count(online_retail_workspace, online_retail_path):
-    workspace, _ = online_retail_workspace
-    values = prefill_from_workspace(workspace)
+def _figures(workspace) -> dict:
+    return {figure.name: figure for figure in prefill_from_workspace(workspace)}
+
+
+@pytest.fixture(scope="module")
+def online_retail_purchases(online_retail_path) -> pd.DataFrame:
+    """Online Retail's purchase lines as ingest keeps them: customer id present, exact copies dropped, returns
+    (negative quantity or price, invoice numbers like C536379) left out."""
     raw = pd.read_csv(online_retail_path, dtype=str, keep_default_na=False).drop_duplicates()
     raw = raw[raw["CustomerID"] != ""]
     returns = (raw["Quantity"].astype(float) < 0) | (raw["UnitPrice"].astype(float) < 0) | raw["InvoiceNo"].str.match(
         r"^[Cc][0-9]")
-    purchases = raw[~returns].assign(ts=pd.to_datetime(raw["InvoiceDate"]))
-    start = purchases["ts"].min().normalize()
+    purchases = raw[~returns]
+    return purchases.assign(ts=pd.to_datetime(purchases["InvoiceDate"]),
+                            value=purchases["Quantity"].astype(float) * purchases["UnitPrice"].astype(float))
+
+
+def test_prefill_on_online_retail_against_an_independent_count(online_retail_workspace, online_retail_purchases):
+    workspace, _ = online_retail_workspace
+    figures = _figures(workspace)
+    purchases = online_retail_purchases
     end = purchases["ts"].max().normalize() + pd.Timedelta(days=1)
-    # Online Retail spans just over a year: two halves of 187 days, annualised.
-    window = (end - start).days // 2
-    base = purchases[(purchases["ts"] >= end - pd.Timedelta(days=2 * window))
-                     & (purchases["ts"] < end - pd.Timedelta(days=window))]["CustomerID"].unique()
-    later = purchases[purchases["ts"] >= end - pd.Timedelta(days=window)]
-    retained = len(set(base) & set(later["CustomerID"]))
-    assert values["annual_retention"] == pytest.approx((retained / len(base)) ** (365 / window), rel=1e-12)
-    orders_per_customer = later["InvoiceNo"].nunique() / later["CustomerID"].nunique()
-    assert values["orders_per_year"] == pytest.approx(orders_per_customer * 365 / window, rel=1e-12)
-    assert f"{retained:,} of {len(base):,}" in values["note"]
+    # Order value: purchase revenue before returns per purchase order, over all the data.
+    orders = purchases["InvoiceNo"].nunique()
+    assert figures["average_order_value"].value == pytest.approx(purchases["value"].sum() / orders, rel=1e-9)
+    assert figures["average_order_value"].basis == orders
+    # Orders per year: orders of the last 365 days per customer who bought in them (no scaling).
+    last_year = purchases[purchases["ts"] >= end - pd.Timedelta(days=365)]
+    assert figures["orders_per_year"].value == pytest.approx(
+        last_year["InvoiceNo"].nunique() / last_year["CustomerID"].nunique(), rel=1e-12)
+    assert figures["orders_per_year"].basis == last_year["CustomerID"].nunique()
+    assert figures["orders_per_year"].value < 4.5  # the old half-year scaling said 6.07
+
+    # 374 days of data: retention is the BG/NBD forecast for the customers of the last 365 days, recomputed here
+    # from the customer summary with equation (A10) of Fader, Hardie and Lee for P(alive) and the Poisson chance
+    # of at least one purchase in 52.14 weeks under the rate's posterior Gamma(r + x, alpha + T).
+    from clm_core.clv import customer_summary, fit_clv_models
+
+    retention = figures["annual_retention"]
+    assert retention.source == "model" and "BG/NBD" in retention.definition
+    summary = customer_summary(workspace, unit="week")
+    r, alpha, a, b = fit_clv_models(summary, with_spend=False).purchase.params_[["r", "alpha", "a", "b"]]
+    frame = summary.frame[summary.frame["T_days"] - summary.frame["recency_days"] < 365]
+    x, t_x, T = frame["frequency"].to_numpy(float), frame["recency_days"] / 7, frame["T_days"] / 7
+    odds = np.where(x > 0, a / np.maximum(b + x - 1, 1e-300) * ((alpha + T) / (alpha + t_x)) ** (r + x), 0.0)
+    buys = 1 / (1 + odds) * (1 - ((alpha + T) / (alpha + T + 365 / 7)) ** (r + x))
+    assert retention.value == pytest.approx(buys.mean(), rel=1e-9)
+    assert retention.basis == len(frame)
+    assert abs(retention.basis - last_year["CustomerID"].nunique()) < 0.01 * retention.basis
+    assert "upper bound" in retention.definition  # the fit finds no drop-out on Online Retail
+
+
+def _demo_purchases() -> pd.DataFrame:
+    return pd.read_csv(DEMO_PATH, dtype={"customer_id": str}, parse_dates=["order_date"])
+
+
+def _share_who_buy_again(frame: pd.DataFrame, end: pd.Timestamp) -> tuple[float, int]:
+    """Of the customers who bought in the 365 days before ``end``, the share who bought in the 365 days after."""
+    year = pd.Timedelta(days=365)
+    base = set(frame.loc[(frame["order_date"] >= end - year) & (frame["order_date"] < end), "customer_id"])
+    later = set(frame.loc[(frame["order_date"] >= end) & (frame["order_date"] < end + year), "customer_id"])
+    return len(base & later) / len(base), len(base)
+
+
+def test_prefill_counts_retention_with_two_years_of_data(tmp_path):
+    demo = _demo_purchases()
+    end = demo["order_date"].max().normalize() + pd.Timedelta(days=1)
+    share, base = _share_who_buy_again(demo, end - pd.Timedelta(days=365))
+    with Workspace(tmp_path / "demo.duckdb") as workspace:
+        workspace.ingest(DEMO_PATH)
+        retention = _figures(workspace)["annual_retention"]
+    assert retention.source == "observed"
+    assert retention.value == pytest.approx(share, rel=1e-12) and retention.basis == base
+
+
+def test_forecast_from_one_year_matches_the_year_that_followed(tmp_path):
+    """Fitted on the demo's first year only, the BG/NBD forecast of the share of that year's customers who buy
+    again in the next 365 days is checked against what the second year shows."""
+    demo = _demo_purchases()
+    first_year = demo[demo["order_date"] < pd.Timestamp("2024-01-01")]
+    path = tmp_path / "first_year.csv"
+    first_year.to_csv(path, index=False)
+    end = first_year["order_date"].max().normalize() + pd.Timedelta(days=1)
+    share, base = _share_who_buy_again(demo, end)
+    with Workspace(tmp_path / "year.duckdb") as workspace:
+        workspace.ingest(path)
+        retention = _figures(workspace)["annual_retention"]
+    assert retention.source == "model" and retention.basis == base
+    # 3,000 customers: a sampling standard error near one point; the model is allowed two.
+    assert retention.value == pytest.approx(share, abs=0.02), (retention.value, share)
+
+
+def test_what_cannot_be_filled_says_why(tmp_path):
+    demo = _demo_purchases()
+    short = demo[demo["order_date"] < pd.Timestamp("2023-07-01")]
+    path = tmp_path / "no_money_half_year.csv"
+    short[["customer_id", "order_id", "order_date"]].to_csv(path, index=False)
+    with Workspace(tmp_path / "short.duckdb") as workspace:
+        workspace.ingest(path)
+        figures = _figures(workspace)
+    assert figures["average_order_value"].value is None
+    assert "no amount column" in figures["average_order_value"].definition
+    assert figures["orders_per_year"].value is None and "less than a year" in figures["orders_per_year"].definition
+    assert figures["annual_retention"].source == "model" and 0 < figures["annual_retention"].value < 1
+
+
+@pytest.mark.parametrize("retention", [0.53, 0.88, 0.3, 0.999])
+def test_sensitivity_grid_has_a_row_for_the_inputs(retention):
+    inputs = replace(INPUTS, annual_retention=retention, annual_discount_rate=0.085)
+    retentions, rates = sensitivity_axes(inputs)
+    assert np.sum(np.isclose(retentions, retention)) == 1 and np.sum(np.isclose(rates, 0.085)) == 1
+    assert np.all(np.diff(retentions) > 0) and np.all(np.diff(rates) > 0)
+    grid = sensitivity(inputs, retentions, rates)
+    assert grid.loc[retention, 0.085] == pytest.approx(clv_value(inputs))

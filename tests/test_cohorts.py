@@ -58,7 +58,58 @@ def test_classic_by_hand(small):
     assert _cell(table, "2021-01-01", 1, "revenue_retention") == pytest.approx(20 / 15)
     assert _cell(table, "2021-01-01", 2, "cumulative_revenue_per_customer") == pytest.approx((15 + 20 + 3) / 2)
     assert table.partial_last_period == pd.Timestamp("2021-04-01")
-    assert table.notes and "not complete" in table.notes[0]
+    assert any("not complete" in note for note in table.notes)
+    # The partial April's counts are as unknown as its rates: blank, not c's one purchase of 8.
+    for column in ("active", "revenue", "orders"):
+        assert pd.isna(_cell(table, "2021-02-01", 2, column)) and pd.isna(_cell(table, "2021-01-01", 3, column))
+    assert _cell(table, "2021-01-01", 2, "active") == 1  # complete periods keep their counts
+    assert not table.long["censored"].any()  # classic cells of complete periods are final
+
+
+def test_exports_leave_incomplete_periods_blank(small):
+    from io import StringIO
+
+    from clm_core.export import to_csv_bytes
+
+    exported = pd.read_csv(StringIO(to_csv_bytes(cohort_table(small).export_long()).decode("utf-8-sig")),
+                           keep_default_na=False, dtype=str)
+    april = exported[exported["period_start"].str.startswith("2021-04-01")]
+    assert len(april) == 2 and (april["complete"] == "False").all()
+    for column in ("active", "revenue", "orders", "retention"):
+        assert (april[column] == "").all(), column
+    march = exported[(exported["cohort_label"] == "2021-01") & (exported["offset"] == "2")]
+    assert march[["active", "revenue"]].values.tolist() == [["1", "3.0"]]
+
+
+def test_first_cohort_is_left_censored_and_out_of_the_average(small):
+    table = cohort_table(small)
+    flags = table.long.groupby("cohort")["left_censored"].agg(["min", "max"])
+    assert flags.loc[pd.Timestamp("2021-01-01")].tolist() == [True, True]
+    assert not flags.drop(pd.Timestamp("2021-01-01"))["max"].any()
+    assert any("first cohort (2021-01) may include customers who bought before" in note for note in table.notes)
+    # Month 1: January {a, b} kept a; February {c, d} kept nobody (March). By default only February counts.
+    default = table.average_curve().set_index("offset")
+    assert default.loc[1, "retention"] == 0.0 and default.loc[1, "cohorts"] == 1
+    with_first = table.average_curve(include_left_censored=True).set_index("offset")
+    assert with_first.loc[1, "retention"] == pytest.approx(1 / 4) and with_first.loc[1, "cohorts"] == 2
+    assert table.headline()[1] == 0.0 and table.headline(include_left_censored=True)[1] == pytest.approx(0.25)
+    # Filtered to the first cohort alone, the default average has nothing left.
+    assert cohort_table(small, end=pd.Timestamp("2021-01-31")).average_curve().empty
+
+
+def test_weekly_cohorts_start_on_monday(tmp_path):
+    # 2021-01-03 is a Sunday: it belongs to the week of Monday 2020-12-28; 2021-01-04 (Monday) starts the next.
+    path = tmp_path / "weeks.csv"
+    path.write_text("customer_id,order_date,amount\na,2021-01-03,1\nb,2021-01-04,1\nc,2021-01-10,1\n"
+                    "a,2021-01-12,1\nd,2021-01-20,1\n")
+    with Workspace() as workspace:
+        workspace.ingest(path)
+        table = cohort_table(workspace, period="week")
+    sizes = table.long[table.long["offset"] == 0].set_index("cohort")["cohort_size"]
+    assert sizes.to_dict() == {pd.Timestamp("2020-12-28"): 1, pd.Timestamp("2021-01-04"): 2,
+                               pd.Timestamp("2021-01-18"): 1}
+    assert (table.long["cohort"].dt.day_of_week == 0).all()
+    assert _cell(table, "2020-12-28", 2, "active") == 1  # a again on Tuesday 12 January, two weeks on
 
 
 def test_rolling_by_hand(small):
@@ -68,13 +119,17 @@ def test_rolling_by_hand(small):
     assert _cell(table, "2021-01-01", 2, "retention") == 0.5
     # c bought again in (partial) April: rolling at offset 1 counts it.
     assert _cell(table, "2021-02-01", 1, "retention") == 0.5
-    average = table.average_curve()
+    # Every rolling cell after period 0 misses purchases after the data end: censored. Period 0 is everyone.
+    long = table.long
+    assert long.loc[long["offset"] > 0, "censored"].all() and not long.loc[long["offset"] == 0, "censored"].any()
+    assert any("lower bound" in note for note in table.notes)
+    average = table.average_curve(include_left_censored=True)
     assert average.loc[average["offset"] == 1, "retention"].iloc[0] == pytest.approx((2 + 1) / 4)
 
 
 def test_average_is_size_weighted_over_complete_cohorts(small):
     table = cohort_table(small)
-    average = table.average_curve().set_index("offset")
+    average = table.average_curve(include_left_censored=True).set_index("offset")
     assert average.loc[0, "retention"] == 1.0
     assert average.loc[1, "retention"] == pytest.approx((1 + 0) / 4)
     assert average.loc[2, "retention"] == pytest.approx(1 / 2) and average.loc[2, "cohorts"] == 1
@@ -115,10 +170,32 @@ def test_online_retail_december_2010_matches_pandas(online_retail_path, online_r
     for offset in (1, 3, 11):
         month = pd.Period("2010-12", "M") + offset
         assert _cell(table, "2010-12-01", offset, "retention") == pytest.approx(active[month] / len(cohort), abs=0)
+    # The first cohort (December 2010) holds customers who bought before the data start: flagged, and its
+    # month 1 retention set against the size-weighted month 1 of every other cohort that completed month 1.
+    sizes = first.value_counts().sort_index()
+    bought = buys[["CustomerID", "month"]].drop_duplicates().assign(cohort=lambda f: f["CustomerID"].map(first))
+    month_one = bought[bought["month"] == bought["cohort"] + 1].groupby("cohort").size()
+    others = [c for c in sizes.index if pd.Period("2010-12", "M") < c and c + 1 <= pd.Period("2011-11", "M")]
+    rest = month_one.reindex(others, fill_value=0).sum() / sizes[others].sum()
+    first_cohort = month_one[pd.Period("2010-12", "M")] / sizes[pd.Period("2010-12", "M")]
+    assert table.long.loc[table.long["left_censored"], "cohort"].unique().tolist() == [pd.Timestamp("2010-12-01")]
+    average = table.average_curve().set_index("offset")
+    assert average.loc[1, "retention"] == pytest.approx(rest, abs=1e-12)
+    assert average.loc[1, "cohorts"] == len(others)
+    assert table.average_curve(include_left_censored=True).set_index("offset").loc[1, "retention"] == pytest.approx(
+        (month_one[others].sum() + month_one[pd.Period("2010-12", "M")]) / (sizes[others].sum() + len(cohort)))
+    assert f"month 1 retention {first_cohort:.1%} against {rest:.1%}" in " ".join(table.notes)
+    assert first_cohort > 1.5 * rest  # 36.6 % against 19.9 %
+    # Without December 2010 the tail stops at month 10, resting on January 2011 alone.
+    assert average.index.max() == 10 and average.loc[10, "cohorts"] == 1
     complete = table.long[table.long["complete"]]
     assert complete["retention"].between(0, 1).all()
     assert (complete.loc[complete["offset"] == 0, "retention"] == 1.0).all()
     assert table.partial_last_period == pd.Timestamp("2011-12-01")
+    december = table.long[table.long["period_start"] == pd.Timestamp("2011-12-01")]
+    assert december[["active", "revenue", "orders"]].isna().all().all() and not december["complete"].any()
+    rolling = cohort_table(workspace, definition="rolling").long
+    assert (rolling["censored"] == (rolling["offset"] > 0)).all()
 
 
 def test_generated_average_curve_matches_ground_truth(tmp_path):
@@ -151,7 +228,7 @@ def test_generated_average_curve_matches_ground_truth(tmp_path):
 
 
 def test_split_uses_the_segment_of_the_first_purchase(tmp_path):
-    # a's first order is toys, later bags; b buys bags then toys; c's first order holds both (smallest wins).
+    # a's first order is toys, later bags; b buys bags then toys; c's first order holds both (its first line wins).
     path = tmp_path / "categories.csv"
     path.write_text("customer_id,order_id,order_date,amount,category\n"
                     "a,1,2021-01-05,10,Toys\na,2,2021-02-10,20,Bags\n"
@@ -165,4 +242,4 @@ def test_split_uses_the_segment_of_the_first_purchase(tmp_path):
         table = cohort_table(workspace, segment="seg_category")
     january = table.long[(table.long["cohort"] == pd.Timestamp("2021-01-01")) & (table.long["offset"] == 0)]
     sizes = dict(zip(january["segment"], january["cohort_size"]))
-    assert sizes == {"Toys": 1, "Bags": 2}
+    assert sizes == {"Toys": 2, "Bags": 1}

@@ -53,3 +53,47 @@ def test_data_from_a_single_day_gets_a_message(tmp_path):
     at.switch_page("pages/cohorts.py").run()
     assert not at.exception, at.exception
     assert any("only one month" in warning.value for warning in at.warning)
+
+
+def _demo_month_one(include_first: bool) -> float:
+    """Month 1 retention of the demo's average cohort, counted in pandas: customers who bought in the month after
+    their first, over cohort sizes, for cohorts whose next month is in the data."""
+    import pandas as pd
+
+    demo = pd.read_csv(ROOT / "data" / "demo_transactions.csv.gz", dtype={"customer_id": str},
+                       parse_dates=["order_date"])
+    months = demo.assign(month=demo["order_date"].dt.to_period("M"))[["customer_id", "month"]].drop_duplicates()
+    months["cohort"] = months.groupby("customer_id")["month"].transform("min")
+    first_cohort, last_month = months["month"].min(), months["month"].max()
+    cohorts = months[(months["cohort"] + 1 <= last_month) & (include_first | (months["cohort"] != first_cohort))]
+    sizes = cohorts.groupby("cohort")["customer_id"].nunique()
+    back = cohorts[cohorts["month"] == cohorts["cohort"] + 1].shape[0]
+    return back / sizes.sum()
+
+
+def _chart(at: AppTest, key: str) -> dict:
+    import json
+
+    return json.loads(next(chart for chart in at.get("plotly_chart") if chart.proto.id.endswith(key)).proto.spec)
+
+
+def test_first_cohort_is_out_of_the_average_until_switched_on():
+    at = _page()
+    assert {m.label: m.value for m in at.metric}["Month 1 retention"] == f"{_demo_month_one(False):.1%}"
+    assert any("may include customers who bought before your data start" in caption.value for caption in at.caption)
+    heatmap = _chart(at, "cohorts_heatmap")
+    assert heatmap["data"][0]["y"][0].startswith("⚠ 2023-01")
+    at.toggle(key="cohorts_include_first").set_value(True).run()
+    assert {m.label: m.value for m in at.metric}["Month 1 retention"] == f"{_demo_month_one(True):.1%}"
+
+
+def test_weekly_cohorts_say_monday_and_the_heatmap_is_capped():
+    at = _page()
+    at.radio(key="cohorts_period").set_value("week").run()
+    assert any("Weeks start on Monday" in caption.value for caption in at.caption)
+    shown = int({m.label: m.value for m in at.metric}["Cohorts shown"])
+    assert shown > 36  # the demo acquires customers over all of 2023
+    heatmap = _chart(at, "cohorts_heatmap")
+    assert len(heatmap["data"][0]["y"]) == 36 and f"most recent 36 of {shown}" in heatmap["layout"]["title"]["text"]
+    at.selectbox(key="cohorts_max_rows").set_value(0).run()  # "All"
+    assert len(_chart(at, "cohorts_heatmap")["data"][0]["y"]) == shown
