@@ -313,15 +313,26 @@ def cached_clv_fit(fingerprint: str, _ws: Workspace, purchase_model: str, unit: 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_clv_scores(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str, horizon_months: int,
-                      monthly_discount_rate: float, margin: float) -> pd.DataFrame:
-    """Per-customer predictions over the whole history, with contact and segment columns."""
+                      monthly_discount_rate: float, margin: float):
+    """The CLV forecast over the whole history (total, its interval), its per-customer predictions with
+    contact and segment columns."""
     from clm_core import clv
     from clm_core.summary import with_customer_attributes
 
     summary, fitted = cached_clv_fit(fingerprint, _ws, purchase_model, unit, None)
-    scores = clv.predict_customers(summary, fitted, horizon_months=horizon_months,
-                                   monthly_discount_rate=monthly_discount_rate, margin=margin)
-    return with_customer_attributes(_ws, scores)
+    forecast = clv.predict_clv(summary, fitted, horizon_months=horizon_months,
+                               monthly_discount_rate=monthly_discount_rate, margin=margin)
+    forecast.scores = with_customer_attributes(_ws, forecast.scores)
+    return forecast
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_clv_diagnostics(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str) -> list:
+    """The checks of the whole-history fit (drop-out identified, spend independent of frequency, convergence)."""
+    from clm_core.clv_diagnostics import diagnose
+
+    summary, fitted = cached_clv_fit(fingerprint, _ws, purchase_model, unit, None)
+    return diagnose(summary, fitted)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -365,10 +376,13 @@ def cached_churn_horizon(fingerprint: str, _ws: Workspace):
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_churn(fingerprint: str, _ws: Workspace, horizon_days: int, cutoff, model: str | None):
-    """Churn models trained, checked and every customer scored, for a dataset and settings."""
-    from clm_core.churn import churn_from_workspace
+    """Churn models trained, checked and every customer scored, for a dataset and settings; another model
+    re-scores with the models already trained."""
+    from clm_core.churn import churn_from_workspace, with_model
 
-    return churn_from_workspace(_ws, horizon_days=horizon_days, cutoff=cutoff, model=model)
+    if model is not None:
+        return with_model(cached_churn(fingerprint, _ws, horizon_days, cutoff, None), model)
+    return churn_from_workspace(_ws, horizon_days=horizon_days, cutoff=cutoff)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -17,6 +17,7 @@ __all__ = [
     "sensitivity_figure",
     "clv_distribution_figure",
     "value_concentration_figure",
+    "clv_interval_figure",
     "probability_alive_figure",
     "holdout_by_frequency_figure",
     "tracking_figure",
@@ -38,44 +39,100 @@ def _plain(text: object) -> str:
     return html.escape(str(text), quote=False).replace("%{", "%\u200b{")
 
 
-def revenue_by_month_figure(monthly: pd.DataFrame, *, currency: str = "", has_money: bool = True) -> go.Figure:
-    """Bars of net revenue per month (or active customers when there is no money column)."""
-    figure = go.Figure()
+def revenue_by_month_figure(monthly: pd.DataFrame, *, currency: str = "", has_money: bool = True,
+                            first_date: pd.Timestamp | None = None, last_date: pd.Timestamp | None = None) -> go.Figure:
+    """Bars of net revenue per month (or active customers when there is no money column).
+
+    With the data's ``first_date`` and ``last_date``, a first or last month the data cover only in part is drawn
+    pale and named as such (a month with 9 days of data is no drop in sales).
+    """
+    months = pd.to_datetime(monthly["month"])
+    partial = pd.Series(False, index=monthly.index)
+    covered = {}
+    if first_date is not None and len(monthly):
+        first_date = pd.Timestamp(first_date)
+        if first_date.normalize() > months.iloc[0]:
+            partial.iloc[0] = True
+            covered[monthly.index[0]] = (first_date, months.iloc[0] + pd.offsets.MonthEnd(0))
+    if last_date is not None and len(monthly):
+        last_date = pd.Timestamp(last_date)
+        month_end = months.iloc[-1] + pd.offsets.MonthEnd(0)
+        if last_date.normalize() < month_end:
+            partial.iloc[-1] = True
+            start = covered.get(monthly.index[-1], (months.iloc[-1],))[0]
+            covered[monthly.index[-1]] = (start, last_date)
     if has_money:
-        figure.add_bar(x=monthly["month"], y=monthly["net_revenue"], name="Net revenue",
-                       hovertemplate="%{x|%b %Y}: %{y:,.0f}<extra></extra>")
+        column, name, unit = "net_revenue", "Net revenue", ""
         title, axis = "Revenue by month (net of returns)", f"Net revenue{f' ({currency})' if currency else ''}"
+        value_format = "%{y:,.0f}"
     else:
-        figure.add_bar(x=monthly["month"], y=monthly["customers"], name="Active customers",
-                       hovertemplate="%{x|%b %Y}: %{y:,} customers<extra></extra>")
+        column, name, unit = "customers", "Active customers", " customers"
         title, axis = "Active customers by month", "Customers who bought"
-    figure.update_layout(title=title, xaxis_title="Month", yaxis_title=axis, **_LAYOUT)
+        value_format = "%{y:,}"
+    figure = go.Figure()
+    figure.add_bar(x=months[~partial], y=monthly.loc[~partial, column], name=name,
+                   hovertemplate=f"%{{x|%b %Y}}: {value_format}{unit}<extra></extra>")
+    if partial.any():
+        spans = [f"data from {covered[i][0]:%d %b} to {covered[i][1]:%d %b %Y}" for i in monthly.index[partial]]
+        figure.add_bar(x=months[partial], y=monthly.loc[partial, column], name=f"{name}, month not complete",
+                       customdata=spans, marker=dict(color="rgba(31,119,180,0.3)", line=dict(color="#1f77b4", width=1)),
+                       text=["partial month"] * int(partial.sum()), textposition="outside",
+                       hovertemplate=f"%{{x|%b %Y}} (partial, %{{customdata}}): {value_format}{unit}<extra></extra>")
+    figure.update_layout(title=title, xaxis_title="Month", yaxis_title=axis, barmode="overlay", **_LAYOUT)
     figure.update_xaxes(tickformat="%b %Y", dtick="M1" if len(monthly) <= 24 else None)
     return figure
 
 
-def cohort_heatmap_figure(table, metric: str = "retention") -> go.Figure:
-    """The triangle: cohorts down, periods since first purchase across, values as %; hover shows counts."""
+def cohort_heatmap_figure(table, metric: str = "retention", *, max_cohorts: int | None = None) -> go.Figure:
+    """The triangle: cohorts down, periods since first purchase across, values as %; hover shows counts.
+
+    Only the ``max_cohorts`` most recent rows are drawn (all when None; the exports keep every row). The
+    left-censored first cohort is flagged with ⚠ and a dashed frame; censored rolling cells read '≥' (churn '≤').
+    """
     from clm_core.cohorts import PERIODS
 
     wide = table.wide(metric)
+    total_rows = len(wide)
+    if max_cohorts is not None and total_rows > max_cohorts:
+        wide = wide.iloc[-max_cohorts:]
     active = table.wide("active").reindex(index=wide.index, columns=wide.columns)
+    censored = table.wide("censored").reindex(index=wide.index, columns=wide.columns) == 1
+    labelled = table.long.assign(row=table.row_labels())
+    left_rows = set(labelled.loc[labelled["left_censored"], "row"])
     unit = PERIODS[table.period].lower()
     values = wide.to_numpy(dtype=float)
-    text = [[("" if value != value else f"{value:.0%}") for value in row] for row in values]
-    customdata = active.to_numpy()
+    bound = {"retention": "≥", "churn_rate": "≤"}.get(metric, "")
+    marks = censored.to_numpy() if bound else np.zeros(values.shape, dtype=bool)
+    text = [[("" if value != value else f"{bound if mark else ''}{value:.0%}") for value, mark in zip(row, mark_row)]
+            for row, mark_row in zip(values, marks)]
+    notes = np.where(marks, ("<br>A lower bound" if bound == "≥" else "<br>An upper bound")
+                     + ": customers who buy again after the end of the data are not counted", "")
+    notes = notes.astype(object)
+    for i, row in enumerate(wide.index):
+        if row in left_rows:
+            notes[i] = [note + "<br>First cohort: may include customers who bought before the data start"
+                        for note in notes[i]]
+    counts = active.to_numpy(dtype=float)
+    customdata = np.dstack([np.where(np.isnan(counts), 0, counts), notes])
     labels = {"retention": "Customer retention", "revenue_retention": "Revenue retention",
               "churn_rate": "Churn rate"}
+    y = [("⚠ " if row in left_rows else "") + _plain(row) for row in wide.index]
     figure = go.Figure(go.Heatmap(
-        z=values, x=[str(c) for c in wide.columns], y=[_plain(row) for row in wide.index], text=text,
-        texttemplate="%{text}",
+        z=values, x=[str(c) for c in wide.columns], y=y, text=text,
+        texttemplate="%{text}", hoverongaps=False,
         customdata=customdata, colorscale="Blues", zmin=0, zmax=1 if metric != "revenue_retention" else None,
         colorbar=dict(title="%", tickformat=".0%"),
         hovertemplate=(f"Cohort %{{y}}<br>{unit.title()} %{{x}} after first purchase<br>"
-                       f"{labels.get(metric, metric)}: %{{z:.1%}}<br>Customers who bought: %{{customdata:,}}<extra></extra>"),
+                       f"{labels.get(metric, metric)}: %{{z:.1%}}<br>Customers who bought: %{{customdata[0]:,}}"
+                       "%{customdata[1]}<extra></extra>"),
     ))
+    for i, row in enumerate(wide.index):
+        if row in left_rows:
+            figure.add_shape(type="rect", x0=-0.5, x1=len(wide.columns) - 0.5, y0=i - 0.5, y1=i + 0.5,
+                             line=dict(color="#d62728", width=2, dash="dash"))
+    shown = f" (most recent {len(wide):,} of {total_rows:,} cohorts)" if len(wide) < total_rows else ""
     figure.update_layout(
-        title=f"{labels.get(metric, metric)} by cohort",
+        title=f"{labels.get(metric, metric)} by cohort{shown}",
         xaxis_title=f"{unit.title()}s since first purchase", yaxis_title="Cohort (first purchase)",
         height=max(400, 22 * len(wide) + 150), **{**_LAYOUT, "hovermode": "closest"},
     )
@@ -84,24 +141,53 @@ def cohort_heatmap_figure(table, metric: str = "retention") -> go.Figure:
     return figure
 
 
-def retention_curves_figure(table, metric: str = "retention") -> go.Figure:
-    """One thin line per cohort and the size-weighted average in bold."""
-    from clm_core.cohorts import PERIODS, period_label
+def _cohort_line_name(table, cohort, segment, left_censored: bool) -> str:
+    from clm_core.cohorts import period_label
+
+    name = period_label(cohort, table.period) + (f" {segment}" if table.segment_label else "")
+    return _plain(name) + (" (first cohort, may include earlier buyers)" if left_censored else "")
+
+
+def retention_curves_figure(table, metric: str = "retention", *, include_left_censored: bool = False) -> go.Figure:
+    """One thin line per cohort and the size-weighted average in bold; average points resting on fewer than
+    ``FEW_COHORTS`` cohorts are faded and say how many. The left-censored first cohort is dashed and, unless
+    ``include_left_censored``, left out of the average."""
+    from clm_core.cohorts import FEW_COHORTS, PERIODS
 
     unit = PERIODS[table.period].lower()
     figure = go.Figure()
     for (cohort, segment), rows in table.long.groupby(["cohort", "segment"]):
         rows = rows[rows["complete"]]
-        name = _plain(period_label(cohort, table.period) + (f" {segment}" if table.segment_label else ""))
+        left = bool(rows["left_censored"].any())
+        name = _cohort_line_name(table, cohort, segment, left)
         figure.add_scatter(x=rows["offset"], y=rows[metric], mode="lines", name=name,
-                           line=dict(width=1, color="rgba(120,140,170,0.35)"), showlegend=False,
-                           hovertemplate=f"{name}: %{{y:.1%}}<extra></extra>")
-    average = table.average_curve(metric if metric in ("retention", "revenue_retention") else "retention")
-    figure.add_scatter(x=average["offset"], y=average.iloc[:, 1], mode="lines+markers", name="Average cohort",
-                       line=dict(width=4, color="#d62728"),
-                       hovertemplate="Average cohort: %{y:.1%}<extra></extra>")
+                           line=dict(width=1.5 if left else 1, color="rgba(120,140,170,0.35)",
+                                     dash="dash" if left else "solid"),
+                           showlegend=False, hovertemplate=f"{name}: %{{y:.1%}}<extra></extra>")
+    value = metric if metric in ("retention", "revenue_retention") else "retention"
+    average = table.average_curve(value, include_left_censored=include_left_censored)
+    basis = [f"{cohorts:,} cohort{'s' if cohorts != 1 else ''}, {customers:,} customers"
+             for cohorts, customers in zip(average["cohorts"], average["customers"])]
+    hover = f"Average cohort, {unit} %{{x}}: %{{y:.1%}}<br>Based on %{{customdata}}<extra></extra>"
+    solid = (average["cohorts"] >= FEW_COHORTS).to_numpy()
+    # The well-supported part is one line; the tail resting on few cohorts is dotted, faded and labelled.
+    figure.add_scatter(x=average["offset"][solid], y=average[value][solid], mode="lines+markers",
+                       name="Average cohort", customdata=np.array(basis, dtype=object)[solid],
+                       line=dict(width=4, color="#d62728"), hovertemplate=hover)
+    if (~solid).any():
+        tail = np.flatnonzero(~solid)
+        joined = np.r_[tail[0] - 1, tail] if tail[0] > 0 and solid[tail[0] - 1] else tail
+        figure.add_scatter(x=average["offset"].iloc[joined], y=average[value].iloc[joined], mode="lines",
+                           line=dict(width=3, color="rgba(214,39,40,0.35)", dash="dot"), hoverinfo="skip",
+                           showlegend=False)
+        figure.add_scatter(x=average["offset"].iloc[tail], y=average[value].iloc[tail], mode="markers+text",
+                           name=f"Average, fewer than {FEW_COHORTS} cohorts", customdata=np.array(basis, dtype=object)[tail],
+                           text=[f"{n} cohort{'s' if n != 1 else ''}" for n in average["cohorts"].iloc[tail]],
+                           textposition="top center", textfont=dict(color="rgba(214,39,40,0.7)", size=11),
+                           marker=dict(size=8, color="rgba(214,39,40,0.35)"), hovertemplate=hover)
     label = "Customer retention" if metric == "retention" else "Revenue retention"
-    figure.update_layout(title=f"{label} curves (average weighted by cohort size)",
+    left_out = "" if include_left_censored or not table.long["left_censored"].any() else ", first cohort left out"
+    figure.update_layout(title=f"{label} curves (average weighted by cohort size{left_out})",
                          xaxis_title=f"{unit.title()}s since first purchase", yaxis_title=f"{label} (%)",
                          **{**_LAYOUT, "hovermode": "closest"})
     figure.update_yaxes(tickformat=".0%", rangemode="tozero")
@@ -110,14 +196,16 @@ def retention_curves_figure(table, metric: str = "retention") -> go.Figure:
 
 def cumulative_revenue_figure(table, *, currency: str = "") -> go.Figure:
     """Cumulative net revenue per acquired customer by cohort (the empirical LTV curve)."""
-    from clm_core.cohorts import PERIODS, period_label
+    from clm_core.cohorts import PERIODS
 
     unit = PERIODS[table.period].lower()
     figure = go.Figure()
     for (cohort, segment), rows in table.long.groupby(["cohort", "segment"]):
         rows = rows[rows["complete"]]
-        name = _plain(period_label(cohort, table.period) + (f" {segment}" if table.segment_label else ""))
+        left = bool(rows["left_censored"].any())
+        name = _cohort_line_name(table, cohort, segment, left)
         figure.add_scatter(x=rows["offset"], y=rows["cumulative_revenue_per_customer"], mode="lines", name=name,
+                           line=dict(dash="dash" if left else "solid"),
                            hovertemplate=f"{name}: %{{y:,.2f}}<extra></extra>")
     axis = "Cumulative revenue per customer" + (f" ({currency})" if currency else "")
     figure.update_layout(title="Cumulative net revenue per acquired customer",
@@ -141,10 +229,15 @@ def calculator_years_figure(table: pd.DataFrame, acquisition_cost: float = 0.0) 
     return figure
 
 
+def _percent(share: float) -> str:
+    """A share as a percentage label with at most one decimal: 0.3 -> '30%', 0.025 -> '2.5%', 0.791 -> '79.1%'."""
+    return f"{100 * share:.1f}".rstrip("0").rstrip(".") + "%"
+
+
 def sensitivity_figure(grid: pd.DataFrame, *, current: tuple[float, float] | None = None) -> go.Figure:
     """CLV over annual retention (rows) x annual discount rate (columns); the current inputs are marked."""
-    x = [f"{rate:.0%}" for rate in grid.columns]
-    y = [f"{retention:.0%}" for retention in grid.index]
+    x = [_percent(rate) for rate in grid.columns]
+    y = [_percent(retention) for retention in grid.index]
     values = grid.to_numpy(dtype=float)
     text = [["" if np.isnan(value) else f"{value:,.0f}" for value in row] for row in values]
     figure = go.Figure(go.Heatmap(
@@ -153,7 +246,8 @@ def sensitivity_figure(grid: pd.DataFrame, *, current: tuple[float, float] | Non
         hovertemplate="Retention %{y}, discount rate %{x}: CLV %{z:,.2f}<extra></extra>",
     ))
     if current is not None:
-        figure.add_scatter(x=[f"{current[1]:.0%}"], y=[f"{current[0]:.0%}"], mode="markers", name="Your inputs",
+        # The grid has a row and a column for the inputs (clv_calculator.sensitivity_axes): the box sits on them.
+        figure.add_scatter(x=[_percent(current[1])], y=[_percent(current[0])], mode="markers", name="Your inputs",
                            marker=dict(symbol="square-open", size=28, color="#d62728", line=dict(width=3)),
                            hoverinfo="skip")
     figure.update_layout(title="CLV by annual retention and discount rate", xaxis_title="Annual discount rate (%)",
@@ -197,6 +291,25 @@ def value_concentration_figure(clv: pd.Series) -> go.Figure:
                          yaxis_title="Share of total predicted CLV (%)", **{**_LAYOUT, "hovermode": "closest"})
     figure.update_xaxes(tickformat=".0%")
     figure.update_yaxes(tickformat=".0%")
+    return figure
+
+
+def clv_interval_figure(scores: pd.DataFrame, *, horizon_months: int, level: float = 0.9, top: int = 200) -> go.Figure:
+    """Predicted CLV of the ``top`` customers ranked by it, with the band of their ``level`` intervals
+    (``clv_low`` to ``clv_high``: the uncertainty of the fitted parameters)."""
+    ranked = scores.sort_values("clv", ascending=False).head(top)
+    rank = np.arange(1, len(ranked) + 1)
+    figure = go.Figure()
+    figure.add_scatter(x=np.r_[rank, rank[::-1]], y=np.r_[ranked["clv_high"], ranked["clv_low"].to_numpy()[::-1]],
+                       fill="toself", fillcolor="rgba(44,127,184,0.25)", line=dict(width=0), hoverinfo="skip",
+                       name=f"{level:.0%} interval")
+    figure.add_scatter(x=rank, y=ranked["clv"], mode="lines", line=dict(color="#2c7fb8", width=2), name="Predicted CLV",
+                       customdata=np.c_[ranked["clv_low"], ranked["clv_high"]],
+                       hovertemplate="Customer ranked %{x}: %{y:,.0f} (%{customdata[0]:,.0f} to "
+                                     "%{customdata[1]:,.0f})<extra></extra>")
+    figure.update_layout(title=f"Top {len(ranked)} customers' CLV, next {horizon_months} months, with its {level:.0%} "
+                               "interval", xaxis_title="Customers ranked by predicted CLV",
+                         yaxis_title="Predicted CLV (currency)", **{**_LAYOUT, "hovermode": "closest"})
     return figure
 
 

@@ -172,16 +172,21 @@ def _cohorts(args: argparse.Namespace) -> dict:
             "segment": row.segment,
             "offset": int(row.offset),
             "cohort_size": int(row.cohort_size),
-            "active": int(row.active),
+            "active": None if pd.isna(row.active) else int(row.active),
             "retention": _number_or_none(getattr(row, retention)),
             "customer_retention": _number_or_none(row.retention),
-            "revenue": float(row.revenue),
+            "revenue": _number_or_none(row.revenue),
             "complete": bool(row.complete),
+            "censored": bool(row.censored),
+            "left_censored": bool(row.left_censored),
         }
         for row in frame.itertuples()
     ]
+    include_first = args.include_first_cohort
+    average = table.headline(include_left_censored=include_first)
     return {"period": args.period, "definition": args.definition, "metric": args.metric,
-            "notes": table.notes, "average": {str(k): v for k, v in table.headline().items()}, "rows": rows}
+            "notes": table.notes, "average": {str(k): v for k, v in average.items()},
+            "average_includes_first_cohort": include_first, "rows": rows}
 
 
 def _number_or_none(value: float) -> float | None:
@@ -194,9 +199,11 @@ def _print_cohorts(result: dict) -> None:
         print(f"Note: {note}")
     print(f"{'cohort':<12} {'offset':>6} {'size':>7} {'active':>7} {'retention':>9} {'revenue':>14}")
     for row in result["rows"]:
-        retention = "" if row["retention"] is None else f"{row['retention']:.1%}"
-        print(f"{row['cohort']:<12} {row['offset']:>6} {row['cohort_size']:>7,} {row['active']:>7,} "
-              f"{retention:>9} {row['revenue']:>14,.2f}")
+        retention = "" if row["retention"] is None else ("≥" if row["censored"] else "") + f"{row['retention']:.1%}"
+        active = "" if row["active"] is None else f"{row['active']:,}"
+        revenue = "" if row["revenue"] is None else f"{row['revenue']:,.2f}"
+        cohort = row["cohort"] + ("*" if row["left_censored"] else "")
+        print(f"{cohort:<12} {row['offset']:>6} {row['cohort_size']:>7,} {active:>7} {retention:>9} {revenue:>14}")
 
 
 def _date_argument(text: str | None, option: str = "--calibration-end") -> date | None:
@@ -210,6 +217,7 @@ def _date_argument(text: str | None, option: str = "--calibration-end") -> date 
 
 def _clv(args: argparse.Namespace) -> dict:
     from clm_core import clv
+    from clm_core.clv_diagnostics import diagnose
     from clm_core.errors import DataRangeError
     from clm_core.export import write_table
     from clm_core.summary import with_customer_attributes
@@ -233,6 +241,9 @@ def _clv(args: argparse.Namespace) -> dict:
             "model": args.model,
             "unit": args.unit,
             "params": {name: float(value) for name, value in reported.params_.items()},
+            "params_se": {name: _number_or_none(value) for name, value in reported.params_se_.items()},
+            "converged": reported.converged_,
+            "params_at_bound": list(reported.at_bound_),
             "log_likelihood": reported.log_likelihood_,
             "customers": len(summary.frame),
             "customers_fitted": reported.n_customers_,
@@ -249,10 +260,14 @@ def _clv(args: argparse.Namespace) -> dict:
                 "holdout_predicted": check["predicted"],
                 "holdout_error": check["error"],
             })
-        scores = clv.predict_customers(summary, fitted, horizon_months=args.horizon_months,
-                                       monthly_discount_rate=args.discount_rate, margin=args.margin)
+        forecast = clv.predict_clv(summary, fitted, horizon_months=args.horizon_months,
+                                   monthly_discount_rate=args.discount_rate, margin=args.margin)
+        scores = forecast.scores
+        result["diagnostics"] = [finding.to_dict() for finding in diagnose(summary, fitted)]
         if "clv" in scores:
-            result["clv_total"] = float(scores["clv"].sum())
+            result["clv_total"] = forecast.total
+            result["clv_total_interval"] = list(forecast.total_interval) if forecast.total_interval else None
+            result["clv_interval_level"] = forecast.level
             result["clv_top_10pct_share"] = clv.value_concentration(scores["clv"])[0.1]
         if args.out:
             write_table(with_customer_attributes(workspace, scores), args.out)
@@ -263,7 +278,9 @@ def _clv(args: argparse.Namespace) -> dict:
 def _print_clv(result: dict) -> None:
     from clm_core.clv import MODELS
 
-    params = ", ".join(f"{name} = {value:.4g}" for name, value in result["params"].items())
+    params = ", ".join(f"{name} = {value:.4g}" + ("" if result["params_se"][name] is None
+                                                   else f" (se {result['params_se'][name]:.2g})")
+                       for name, value in result["params"].items())
     print(f"{MODELS[result['model']]} fitted on {result['customers_fitted']:,} customers "
           f"(unit: {result['unit']}): {params}")
     print(f"Log-likelihood: {result['log_likelihood']:,.2f}")
@@ -274,8 +291,14 @@ def _print_clv(result: dict) -> None:
               f"{result['holdout_actual']:,.2f}, predicted {result['holdout_predicted']:,.2f} "
               f"({result['holdout_error']:+.1%})")
     if "clv_total" in result:
-        print(f"Total CLV of {result['customers']:,} customers: {result['clv_total']:,.2f}; the top 10 % hold "
-              f"{result['clv_top_10pct_share']:.0%}")
+        interval = result["clv_total_interval"]
+        between = "" if interval is None else (f" ({result['clv_interval_level']:.0%} interval {interval[0]:,.2f} to "
+                                               f"{interval[1]:,.2f})")
+        print(f"Total CLV of {result['customers']:,} customers: {result['clv_total']:,.2f}{between}; the top 10 % "
+              f"hold {result['clv_top_10pct_share']:.0%}")
+    for finding in result["diagnostics"]:
+        if not finding["ok"]:
+            print(f"Warning: {finding['title']}. {finding['message']}")
     for note in result["notes"]:
         print(f"Note: {note}")
     if "out" in result:
@@ -391,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     cohorts.add_argument("--definition", choices=["classic", "rolling"], default="classic")
     cohorts.add_argument("--segment", help="split cohorts by this segment attribute (e.g. Country)")
     cohorts.add_argument("--min-cohort-size", type=int, default=1)
+    cohorts.add_argument("--include-first-cohort", action="store_true",
+                         help="count the first cohort (which may hold customers who bought before the data start) "
+                              "in the average retention")
     cohorts.add_argument("--out", help="also write the long table as CSV")
     cohorts.add_argument("--json", action="store_true")
     cohorts.set_defaults(run=_cohorts, show=_print_cohorts)

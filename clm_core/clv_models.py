@@ -18,6 +18,19 @@ unit, plus optional ``weights`` (how many customers share that row, so that
 identical customers are evaluated once). Everything is vectorised over
 customers; the log-likelihoods are computed in log space with a log-sum-exp
 guard and optimised over log-parameters (so they stay positive) with L-BFGS-B.
+
+The fitters follow scikit-learn's conventions: settings (``penalizer``,
+``max_iter``, ``tol``) are keyword-only ``__init__`` arguments read and changed
+with ``get_params`` / ``set_params``; what ``fit`` estimates ends in ``_``
+(``params_``, ``params_se_``, ``covariance_``, ``log_likelihood_``,
+``converged_``, ``at_bound_``); using a model before ``fit`` raises
+:class:`NotFittedError`. A published estimate is used through
+``Model.from_params(...)``, never by overwriting settings.
+
+Standard errors come from the Hessian of the log-likelihood at the optimum over
+the log-parameters (central differences of the analytic gradient, or of the
+likelihood itself for Pareto/NBD); ``covariance_`` is the inverse of minus that
+Hessian, ``params_se_`` its delta-method translation to the parameters.
 """
 
 from __future__ import annotations
@@ -25,38 +38,113 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import optimize
-from scipy.special import betaln, digamma, gammaln, hyp2f1
+from scipy.special import betaln, digamma, gammaln, hyp2f1, xlogy
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 from clm_core.errors import ConvergenceError, DataRangeError
 
-__all__ = ["BetaGeoModel", "ParetoNBDModel", "GammaGammaModel", "compress_rows"]
+__all__ = ["BetaGeoModel", "ParetoNBDModel", "GammaGammaModel", "NBDModel", "NotFittedError", "compress_rows",
+           "log_hyp2f1_c_minus_one"]
 
 # Log-parameters are kept within +-18 (about 1e-8 to 1e8); an estimate on that bound has run off.
 _LOG_BOUND = 18.0
+_AT_BOUND = _LOG_BOUND - 0.1
+
+
+class NotFittedError(_SklearnNotFittedError):
+    """A model was used before ``fit`` (or ``from_params``): a bug in the calling code, not in the user's data.
+
+    It is scikit-learn's ``NotFittedError`` (so also a ``ValueError`` and an ``AttributeError``)."""
 
 
 def compress_rows(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Unique rows of the given columns, how often each occurs, and the map back.
+    """Unique rows of the given (numeric) columns, how often each occurs, and the map back.
 
     Returns ``(unique_columns, counts, inverse)`` so that
-    ``unique_columns[j][inverse]`` rebuilds column ``j``.
+    ``unique_columns[j][inverse]`` rebuilds column ``j``. Each column is coded by
+    ``np.unique`` and the codes combined into one integer key (a sort each, no
+    Python-level hashing of row tuples).
     """
-    frame = pd.DataFrame({f"c{j}": np.asarray(column) for j, column in enumerate(columns)})
-    codes, uniques = pd.MultiIndex.from_frame(frame).factorize()
-    counts = np.bincount(codes, minlength=len(uniques))
-    unique_columns = [np.asarray(uniques.get_level_values(j)) for j in range(len(columns))]
-    return unique_columns, counts.astype(float), codes
+    columns = [np.asarray(column) for column in columns]
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        values, codes = np.unique(column, return_inverse=True)
+        if key.max(initial=0) + 1 > 2 ** 62 // max(len(values), 1):
+            key = np.unique(key, return_inverse=True)[1].ravel()  # keep the mixed-radix key inside int64
+        key = key * len(values) + codes.ravel()
+    _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+    unique_columns = [column[first] for column in columns]
+    return unique_columns, counts.astype(float), inverse.ravel()
 
 
 def _as_arrays(*values) -> list[np.ndarray]:
     return [np.asarray(value, dtype=float) for value in values]
 
 
-class _Model:
+def _gauss_continued_fraction(b: np.ndarray, c: np.ndarray, z: np.ndarray, depth: int) -> np.ndarray:
+    """2F1(1, b; c; z) by Gauss's continued fraction for F(a+1, b; c'+1; z) / F(a, b; c'; z) with a = 0, c' = c - 1,
+    evaluated bottom-up from ``depth`` levels (it converges on the whole cut plane, also near z = 1)."""
+    c0 = c - 1.0
+    value = np.ones_like(z)
+    for level in range(depth, 0, -1):
+        i, odd = divmod(level - 1, 2)
+        if odd == 0:   # d_{2i+1} = (a - c' - i)(b + i) / ((c' + 2i)(c' + 2i + 1))
+            d = (-c0 - i) * (b + i) / ((c0 + 2 * i) * (c0 + 2 * i + 1))
+        else:          # d_{2i+2} = (b - c' - i - 1)(a + i + 1) / ((c' + 2i + 1)(c' + 2i + 2))
+            d = (b - c0 - i - 1) * (i + 1) / ((c0 + 2 * i + 1) * (c0 + 2 * i + 2))
+        value = 1.0 + d * z / value
+    return 1.0 / value
+
+
+def log_hyp2f1_c_minus_one(c, b, z) -> np.ndarray:
+    """log 2F1(c - 1, b; c; z) for c > 1, b > 0 and 0 <= z < 1, without overflow.
+
+    Euler's transformation gives 2F1(c-1, b; c; z) = (1 - z)^(1-b) 2F1(1, c-b; c; z); the second factor lies
+    between 1 and 1/(1 - z) when c - b < c, so it never overflows. It is taken from scipy's ``hyp2f1`` and,
+    where that returns NaN or leaves those bounds (hundreds of repeat purchases, z near 1), from Gauss's
+    continued fraction, deepened until two depths agree to 1e-13.
+    """
+    c, b, z = np.broadcast_arrays(*(np.asarray(value, dtype=float) for value in (c, b, z)))
+    c, b, z = c.astype(float), b.astype(float), z.astype(float)
+    with np.errstate(all="ignore"):
+        bounded = hyp2f1(1.0, c - b, c, z)
+        upper = np.where(c - b > 0, 1.0 / (1.0 - z), np.inf)
+        lower = np.where(c - b > 0, 1.0, 0.0)
+        bad = ~np.isfinite(bounded) | (bounded < lower * (1 - 1e-12)) | (bounded > upper * (1 + 1e-12))
+        if bad.any():
+            bounded = np.array(bounded, dtype=float, copy=True)
+            cb, cc, zz = c[bad] - b[bad], c[bad], z[bad]
+            depth, previous = 64, _gauss_continued_fraction(cb, cc, zz, 32)
+            while True:
+                current = _gauss_continued_fraction(cb, cc, zz, depth)
+                if np.all(np.abs(current - previous) <= 1e-13 * np.abs(current)) or depth >= 1 << 17:
+                    break
+                previous, depth = current, depth * 2
+            bounded[bad] = current
+        return (1.0 - b) * np.log1p(-z) + np.log(bounded)
+
+
+def _per_count(function, x: np.ndarray) -> np.ndarray:
+    """``function(x)`` for a count column: evaluated once per distinct count 0..max and looked up, which is what
+    makes the gamma-function terms cheap on a million customers; directly when ``x`` is not whole counts."""
+    if x.size > 1000:
+        top = float(x.max(initial=0.0))
+        if top < 1e6 and float(x.min(initial=0.0)) >= 0:
+            index = x.astype(np.intp)
+            if np.array_equal(index, x):
+                return function(np.arange(int(top) + 1, dtype=float))[index]
+    return function(x)
+
+
+class _Model(BaseEstimator):
     """Shared fitting machinery: settings in ``__init__``, ``fit`` returns self, fitted attributes end in ``_``."""
 
     param_names: tuple[str, ...] = ()
     label = ""
+    # Parameters that, at their lower bound, mean "nobody drops out": the model then reduces to the NBD and the
+    # fit is kept, with the drop-out reported as not identified (see ``at_bound_``).
+    dropout_shape: str | None = None
 
     def __init__(self, *, penalizer: float = 0.0, max_iter: int = 2000, tol: float = 1e-12) -> None:
         self.penalizer = penalizer
@@ -91,8 +179,8 @@ class _Model:
         if not np.isfinite(value):
             return np.inf, np.zeros_like(log_params)
         params = np.exp(log_params)
-        gradient = self._row_gradient(params, data)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # a table entry for a count no row has may be inf (log 0); never used
+            gradient = self._row_gradient(params, data)
             natural = -(gradient @ weights) / total + 2 * self.penalizer * params
         return value, natural * params  # chain rule: d/dlog(theta) = theta * d/dtheta
 
@@ -123,7 +211,11 @@ class _Model:
                 f"The {self.label} model could not be fitted to this data (the optimiser found no finite "
                 "likelihood). Try a longer calibration period or the other purchase model."
             )
-        if np.any(np.abs(best.x) >= _LOG_BOUND - 0.1):
+        at_bound = np.abs(best.x) >= _AT_BOUND
+        if self._dropout_degenerate(best.x):
+            # Nobody seems to drop out: the fit is the nested no-drop-out model, kept and reported.
+            at_bound = self._dropout_parameters_mask()
+        elif np.any(at_bound):
             worst = int(np.argmax(np.abs(best.x)))
             raise ConvergenceError(
                 f"The {self.label} model did not converge: parameter {self.param_names[worst]} ran off to an extreme "
@@ -140,26 +232,108 @@ class _Model:
         self.log_likelihood_ = log_likelihood
         self.n_customers_ = int(round(total))
         self.iterations_ = int(best.nit)
+        self.converged_ = bool(best.success)
+        self.convergence_message_ = str(best.message)
+        self.at_bound_ = tuple(name for name, bound in zip(self.param_names, at_bound) if bound)
+        self.covariance_ = self._covariance(best.x, data, weights, total, ~at_bound)
+        self.params_se_ = pd.Series(params * np.sqrt(np.diag(self.covariance_.to_numpy())),
+                                    index=list(self.param_names), name="se")
+
+    def _dropout_parameters_mask(self) -> np.ndarray:
+        return np.array([name in self._dropout_parameters for name in self.param_names])
+
+    _dropout_parameters: tuple[str, ...] = ()
+
+    def _dropout_degenerate(self, log_params: np.ndarray) -> bool:
+        """True when the drop-out shape sits on its lower bound (and only drop-out parameters are on a bound)."""
+        if self.dropout_shape is None:
+            return False
+        shape = log_params[self.param_names.index(self.dropout_shape)]
+        others = np.abs(log_params[~self._dropout_parameters_mask()]) >= _AT_BOUND
+        return bool(shape <= -_AT_BOUND and not others.any())
+
+    def _total_log_likelihood(self, log_params: np.ndarray, data, weights: np.ndarray, total: float) -> float:
+        return -total * self._penalised_loss(log_params, data, weights, total)
+
+    def _log_space_hessian(self, log_params: np.ndarray, data, weights: np.ndarray, total: float) -> np.ndarray:
+        """Hessian of the (penalised) total log-likelihood over the log-parameters, by central differences:
+        of the analytic gradient where the model has one (step 1e-5), else of the likelihood (step 1e-4)."""
+        k = len(log_params)
+        if self._has_gradient:
+            step = 1e-5
+            columns = []
+            for j in range(k):
+                up, down = log_params.copy(), log_params.copy()
+                up[j] += step
+                down[j] -= step
+                g_up = self._objective(up, data, weights, total)[1]
+                g_down = self._objective(down, data, weights, total)[1]
+                columns.append(-total * (g_up - g_down) / (2 * step))
+            hessian = np.column_stack(columns)
+            return (hessian + hessian.T) / 2
+        step = 1e-4
+        f = lambda point: self._total_log_likelihood(point, data, weights, total)  # noqa: E731
+        centre = f(log_params)
+        hessian = np.empty((k, k))
+        for i in range(k):
+            for j in range(i, k):
+                e_i, e_j = np.eye(k)[i] * step, np.eye(k)[j] * step
+                if i == j:
+                    value = (f(log_params + e_i) - 2 * centre + f(log_params - e_i)) / step ** 2
+                else:
+                    value = (f(log_params + e_i + e_j) - f(log_params + e_i - e_j) - f(log_params - e_i + e_j)
+                             + f(log_params - e_i - e_j)) / (4 * step ** 2)
+                hessian[i, j] = hessian[j, i] = value
+        return hessian
+
+    def _covariance(self, log_params, data, weights, total, free: np.ndarray) -> pd.DataFrame:
+        """Asymptotic covariance of the log-parameters: the inverse of minus the Hessian over the parameters that
+        are not on a bound; NaN rows for those on a bound or without curvature (not identified)."""
+        k = len(log_params)
+        covariance = np.full((k, k), np.nan)
+        with np.errstate(all="ignore"):
+            information = -self._log_space_hessian(log_params, data, weights, total)
+        free = free & np.isfinite(np.diag(information)) & (np.diag(information) > 1e-9 * total)
+        index = np.flatnonzero(free)
+        if len(index):
+            block = information[np.ix_(index, index)]
+            if np.all(np.isfinite(block)) and np.all(np.linalg.eigvalsh(block) > 0):
+                covariance[np.ix_(index, index)] = np.linalg.inv(block)
+        return pd.DataFrame(covariance, index=list(self.param_names), columns=list(self.param_names))
 
     def _check_fitted(self) -> np.ndarray:
         if not hasattr(self, "params_"):
-            raise ValueError(f"This {type(self).__name__} is not fitted yet; call fit first.")
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit (or from_params) first.")
         return self.params_.to_numpy()
 
-    def set_params(self, **params: float) -> "_Model":
-        """Use given parameter values (a published estimate, say) instead of fitting."""
-        missing = [name for name in self.param_names if name not in params]
+    @classmethod
+    def from_params(cls, values: dict | pd.Series | None = None, /, **named: float) -> "_Model":
+        """A model using given parameter values (a published estimate, say) instead of fitted ones.
+
+        It predicts like a fitted model but has no standard errors or likelihood of its own."""
+        values = {**(dict(values) if values is not None else {}), **named}
+        missing = [name for name in cls.param_names if name not in values]
         if missing:
             raise ValueError(f"Required parameter {missing[0]} missing")
-        self.params_ = pd.Series([float(params[name]) for name in self.param_names], index=list(self.param_names),
-                                 name="value")
-        return self
+        unknown = sorted(set(values) - set(cls.param_names))
+        if unknown:
+            raise ValueError(f"Unknown parameter {unknown[0]} for {cls.__name__}")
+        model = cls()
+        model.params_ = pd.Series([float(values[name]) for name in cls.param_names], index=list(cls.param_names),
+                                  name="value")
+        return model
 
     @property
     def summary(self) -> pd.DataFrame:
-        """Parameters with their values, and the fit's log-likelihood."""
+        """Parameters with their values, standard errors and 95 % intervals (exp(log estimate +- 1.96 se of the
+        log)); NaN where there is no standard error (set parameters, or a parameter on its bound)."""
         values = self._check_fitted()
-        frame = pd.DataFrame({"parameter": list(self.param_names), "value": values})
+        se = getattr(self, "params_se_", pd.Series(np.nan, index=list(self.param_names))).to_numpy()
+        with np.errstate(all="ignore"):  # a parameter known only to within orders of magnitude: an infinite bound
+            spread = 1.959963984540054 * se / values
+            lower, upper = values * np.exp(-spread), values * np.exp(spread)
+        frame = pd.DataFrame({"parameter": list(self.param_names), "value": values, "se": se,
+                              "lower_95": lower, "upper_95": upper})
         frame.attrs["log_likelihood"] = getattr(self, "log_likelihood_", np.nan)
         return frame
 
@@ -201,7 +375,13 @@ class _PurchaseModel(_Model):
         raise NotImplementedError
 
     def expected_purchases(self, t, frequency, recency, T) -> np.ndarray:
-        """E[Y(t) | x, t_x, T]: expected purchases in the next ``t`` units for each customer."""
+        """E[Y(t) | x, t_x, T]: expected purchases in the next ``t`` units for each customer, which is
+        P(alive | x, t_x, T) times the purchases expected of a customer still alive (who depends on x and T only)."""
+        x, t_x, T = _as_arrays(frequency, recency, T)
+        return self.expected_purchases_if_alive(t, x, T) * self.probability_alive(x, t_x, T)
+
+    def expected_purchases_if_alive(self, t, frequency, T) -> np.ndarray:
+        """E[Y(t) | alive at T, x, T]: expected purchases in the next ``t`` units of a customer still active."""
         raise NotImplementedError
 
     def probability_alive(self, frequency, recency, T) -> np.ndarray:
@@ -214,14 +394,16 @@ class BetaGeoModel(_PurchaseModel):
 
     param_names = ("r", "alpha", "a", "b")
     label = "BG/NBD"
+    dropout_shape = "a"
+    _dropout_parameters = ("a", "b")
 
     @staticmethod
     def _terms(params, data):
         r, alpha, a, b = params
         x, t_x, T = data
         repeat = x > 0
-        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-        a2 = betaln(a, b + x) - betaln(a, b)
+        a1 = _per_count(lambda n: gammaln(r + n) - gammaln(r) + r * np.log(alpha) + betaln(a, b + n) - betaln(a, b), x)
+        a2 = 0.0
         a3 = -(r + x) * np.log(alpha + T)
         a4 = np.where(repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x),
                       -np.inf)
@@ -239,10 +421,12 @@ class BetaGeoModel(_PurchaseModel):
         w4 = np.exp(a4 - np.logaddexp(a3, a4))  # weight of the "dropped out after the last purchase" branch
         w3 = 1.0 - w4
         safe = np.where(x > 0, b + x - 1, 1.0)
-        d_r = digamma(r + x) - digamma(r) + np.log(alpha) - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x)
+        d_r = (_per_count(lambda n: digamma(r + n), x) - digamma(r) + np.log(alpha) - w3 * np.log(alpha + T)
+               - w4 * np.log(alpha + t_x))
         d_alpha = r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)
-        d_a = digamma(a + b) - digamma(a + b + x) + w4 / a
-        d_b = digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x) - w4 / safe
+        ab_x = _per_count(lambda n: digamma(a + b + n), x)
+        d_a = digamma(a + b) - ab_x + w4 / a
+        d_b = digamma(a + b) + _per_count(lambda n: digamma(b + n), x) - digamma(b) - ab_x - w4 / safe
         return np.vstack([d_r, d_alpha, d_a, d_b])
 
     def _start(self, data):
@@ -262,15 +446,14 @@ class BetaGeoModel(_PurchaseModel):
         log_odds = np.log(a) - np.log(np.where(x > 0, b + x - 1, 1.0)) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
         return np.where(x > 0, 1.0 / (1.0 + np.exp(np.minimum(log_odds, 700))), 1.0)
 
-    def expected_purchases(self, t, frequency, recency, T):
-        """Equation (10) of Fader, Hardie and Lee (2005)."""
+    def expected_purchases_if_alive(self, t, frequency, T):
+        """Equation (10) of Fader, Hardie and Lee (2005) without its P(alive) factor."""
         r, alpha, a, b = self._check_fitted()
-        x, t_x, T = _as_arrays(frequency, recency, T)
+        x, T = _as_arrays(frequency, T)
         t = np.asarray(t, dtype=float)
         z = t / (alpha + T + t)
         head = (a + b + x - 1) / (a - 1)
-        body = 1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, z)
-        return head * body * self.probability_alive(x, t_x, T)
+        return head * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, z))
 
 
 class ParetoNBDModel(_PurchaseModel):
@@ -278,10 +461,17 @@ class ParetoNBDModel(_PurchaseModel):
 
     param_names = ("r", "alpha", "s", "beta")
     label = "Pareto/NBD"
+    dropout_shape = "s"
+    _dropout_parameters = ("s", "beta")
 
     @staticmethod
     def _log_a0(params, data):
-        """log A0 of equation (19)-(20) in Fader and Hardie (2005), choosing the convergent hypergeometric series."""
+        """log A0 of equation (19)-(20) in Fader and Hardie (2005), choosing the convergent hypergeometric series.
+
+        A0 = (r+s+x) * integral from t_x to T of (alpha+u)^-(r+x) (beta+u)^-(s+1) du, written as F(t_x) - F(T)
+        with log F(u) = -(r+s+x) log(high+u) + log 2F1(r+s+x, b; r+s+x+1; (high-low)/(high+u)), each evaluated
+        by :func:`log_hyp2f1_c_minus_one` (no overflow for hundreds of purchases).
+        """
         r, alpha, s, beta = params
         x, t_x, T = data
         if alpha >= beta:
@@ -290,12 +480,11 @@ class ParetoNBDModel(_PurchaseModel):
             high, low, second = beta, alpha, r + x
         rsx = r + s + x
         gap = high - low
-        p1 = hyp2f1(rsx, second, rsx + 1, gap / (high + t_x))
-        p2 = hyp2f1(rsx, second, rsx + 1, gap / (high + T))
         q1, q2 = high + t_x, high + T
-        # log(p1 / q1^rsx - p2 / q2^rsx), the difference taken in log space.
-        first, last = np.log(p1) + rsx * np.log(q2), np.log(p2) + rsx * np.log(q1)
-        return first + np.log1p(-np.exp(np.minimum(last - first, 0.0))) - rsx * (np.log(q1) + np.log(q2))
+        first = log_hyp2f1_c_minus_one(rsx + 1, second, gap / q1) - rsx * np.log(q1)
+        last = log_hyp2f1_c_minus_one(rsx + 1, second, gap / q2) - rsx * np.log(q2)
+        # log(F(t_x) - F(T)), the difference taken in log space; -inf when t_x == T.
+        return first + np.log1p(-np.exp(np.minimum(last - first, 0.0)))
 
     def _row_log_likelihood(self, params, data):
         """Equation (18) of Fader and Hardie (2005), in logs."""
@@ -304,8 +493,8 @@ class ParetoNBDModel(_PurchaseModel):
         head = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
         alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
         dead = np.log(s) - np.log(r + s + x) + self._log_a0(params, data)
-        # When t_x == T the "dead" branch is exactly zero (its A0 vanishes).
-        return head + np.where(np.isfinite(dead), np.logaddexp(alive, dead), alive)
+        # When t_x == T the "dead" branch is exactly zero (log A0 = -inf); a NaN would propagate, never be dropped.
+        return head + np.logaddexp(alive, dead)
 
     def _start(self, data):
         return [np.zeros(4), np.log([0.5, 10.0, 0.5, 10.0])]
@@ -336,14 +525,12 @@ class ParetoNBDModel(_PurchaseModel):
         with np.errstate(all="ignore"):
             return np.exp(self._log_alive_numerator(params, data) - self._row_log_likelihood(params, data))
 
-    def expected_purchases(self, t, frequency, recency, T):
-        """Equation (22) of Fader and Hardie (2005): (r+x)(beta+T)/(alpha+T) * factor * P(alive)."""
+    def expected_purchases_if_alive(self, t, frequency, T):
+        """Equation (22) of Fader and Hardie (2005) without its P(alive) factor: (r+x)(beta+T)/(alpha+T) * factor."""
         r, alpha, s, beta = self._check_fitted()
-        x, t_x, T = _as_arrays(frequency, recency, T)
+        x, T = _as_arrays(frequency, T)
         t = np.asarray(t, dtype=float)
-        rate = (r + x) * (beta + T) / (alpha + T)
-        factor = self._lifetime_factor(s, beta + T, t)
-        return rate * factor * self.probability_alive(x, t_x, T)
+        return (r + x) * (beta + T) / (alpha + T) * self._lifetime_factor(s, beta + T, t)
 
 
 class GammaGammaModel(_Model):
@@ -377,15 +564,17 @@ class GammaGammaModel(_Model):
         p, q, gamma = params
         x, m = data
         px = p * x
-        return (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(gamma) + (px - 1) * np.log(m)
-                + px * np.log(x) - (px + q) * np.log(gamma + m * x))
+        by_count = _per_count(lambda n: gammaln(p * n + q) - gammaln(p * n) + xlogy(p * n, n), x)
+        return (by_count - gammaln(q) + q * np.log(gamma) + (px - 1) * np.log(m) - (px + q) * np.log(gamma + m * x))
 
     def _row_gradient(self, params, data):
         p, q, gamma = params
         x, m = data
         px = p * x
-        d_p = x * (digamma(px + q) - digamma(px) + np.log(m) + np.log(x) - np.log(gamma + m * x))
-        d_q = digamma(px + q) - digamma(q) + np.log(gamma) - np.log(gamma + m * x)
+        spend_digamma = _per_count(lambda n: digamma(p * n + q), x)
+        log_total = np.log(gamma + m * x)
+        d_p = x * (spend_digamma - _per_count(lambda n: digamma(p * n) - np.log(n), x) + np.log(m) - log_total)
+        d_q = spend_digamma - digamma(q) + np.log(gamma) - log_total
         d_gamma = q / gamma - (px + q) / (gamma + m * x)
         return np.vstack([d_p, d_q, d_gamma])
 
@@ -407,3 +596,42 @@ class GammaGammaModel(_Model):
         """Per-customer log-likelihood at the fitted (or set) parameters."""
         params = self._check_fitted()
         return self._row_log_likelihood(params, tuple(_as_arrays(frequency, monetary_value)))
+
+
+class NBDModel(_PurchaseModel):
+    """NBD: purchases at rate ``lambda ~ Gamma(r, alpha)`` and nobody ever drops out.
+
+    It is BG/NBD with ``a -> 0`` and Pareto/NBD with ``s -> 0``, the nested model of the drop-out test."""
+
+    param_names = ("r", "alpha")
+    label = "NBD"
+
+    def _row_log_likelihood(self, params, data):
+        """log [Gamma(r+x) / Gamma(r) alpha^r / (alpha+T)^(r+x)] (the purchase times given x add no parameter)."""
+        r, alpha = params
+        x, _, T = data
+        return gammaln(r + x) - gammaln(r) + r * np.log(alpha) - (r + x) * np.log(alpha + T)
+
+    def _row_gradient(self, params, data):
+        r, alpha = params
+        x, _, T = data
+        d_r = digamma(r + x) - digamma(r) + np.log(alpha) - np.log(alpha + T)
+        d_alpha = r / alpha - (r + x) / (alpha + T)
+        return np.vstack([d_r, d_alpha])
+
+    def _start(self, data):
+        return [np.zeros(2), np.log([0.5, 5.0])]
+
+    def expected_purchases_new_customer(self, t):
+        r, alpha = self._check_fitted()
+        return r * np.asarray(t, dtype=float) / alpha
+
+    def probability_alive(self, frequency, recency, T):
+        self._check_fitted()
+        return np.ones_like(np.asarray(frequency, dtype=float))
+
+    def expected_purchases_if_alive(self, t, frequency, T):
+        """(r + x) t / (alpha + T): the posterior mean purchase rate times t."""
+        r, alpha = self._check_fitted()
+        x, T = _as_arrays(frequency, T)
+        return (r + x) * np.asarray(t, dtype=float) / (alpha + T)

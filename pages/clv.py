@@ -11,6 +11,7 @@ import app_state
 from clm_core.charts import (
     calculator_years_figure,
     clv_distribution_figure,
+    clv_interval_figure,
     holdout_by_frequency_figure,
     probability_alive_figure,
     sensitivity_figure,
@@ -18,7 +19,7 @@ from clm_core.charts import (
     value_concentration_figure,
 )
 from clm_core.clv import MODELS, PURCHASE_MODELS, default_calibration_end, probability_alive_matrix, value_concentration
-from clm_core.clv_calculator import FORMULA, CalculatorInputs, calculate, sensitivity
+from clm_core.clv_calculator import FORMULA, CalculatorInputs, calculate, sensitivity, sensitivity_axes
 from clm_core.errors import ClmError
 from clm_core.export import to_csv_bytes, to_excel_bytes
 
@@ -38,28 +39,50 @@ for key, value in _DEFAULTS.items():
 
 
 def _prefill() -> None:
-    """Button callback: copy observed values into the calculator's inputs before they are drawn."""
+    """Button callback: copy measured values into the calculator's inputs before they are drawn; remember what
+    was filled, how it was measured and what could not be filled."""
+    st.session_state.pop("clv_calc_prefill_error", None)
     try:
-        values = app_state.cached_calculator_prefill(dataset.fingerprint, ws)
+        figures = app_state.cached_calculator_prefill(dataset.fingerprint, ws)
     except ClmError as error:
-        st.session_state["clv_calc_prefill_note"] = f"⚠️ {error}"
+        st.session_state["clv_calc_prefill_error"] = str(error)
+        st.session_state.pop("clv_calc_prefill_figures", None)
         return
-    if values["average_order_value"] is not None:
-        st.session_state["clv_calc_aov"] = round(float(values["average_order_value"]), 2)
-    st.session_state["clv_calc_orders"] = round(float(values["orders_per_year"]), 2)
-    st.session_state["clv_calc_retention"] = round(100 * float(values["annual_retention"]), 1)
-    st.session_state["clv_calc_prefill_note"] = values["note"]
+    keys = {"average_order_value": ("clv_calc_aov", 1, 2), "orders_per_year": ("clv_calc_orders", 1, 2),
+            "annual_retention": ("clv_calc_retention", 100, 1)}
+    for figure in figures:
+        if figure.value is not None:
+            key, scale, digits = keys[figure.name]
+            st.session_state[key] = round(scale * float(figure.value), digits)
+    st.session_state["clv_calc_prefill_figures"] = (dataset.fingerprint, figures)
+
+
+def _prefill_line(figure) -> str:
+    """One line per pre-filled input: its value, what it rests on and how it is measured (plain text)."""
+    if figure.value is None:
+        return f"{figure.label}, {figure.definition[0].lower()}{figure.definition[1:]}"
+    value = f"{figure.value:.1%}" if figure.name == "annual_retention" else f"{figure.value:,.2f}"
+    source = "model forecast" if figure.source == "model" else "counted in your data"
+    return f"{figure.label} {value} ({source}, based on {figure.basis:,} {figure.basis_label}): {figure.definition}"
 
 
 # --- calculator ------------------------------------------------------------------------------------------
 with calculator_tab:
     st.caption("No data needed: enter what you know about an average customer.")
+    prefilled = []
     if dataset is not None:
         st.button(f"Fill in from {app_state.plain(dataset.name)}", key="clv_calc_prefill", on_click=_prefill,
-                  help="Average order value, orders per customer per year and annual retention as observed in the "
-                       "loaded data. Margin, discount rate and acquisition cost stay yours to set.")
-        if "clv_calc_prefill_note" in st.session_state:
-            st.caption(app_state.plain(st.session_state["clv_calc_prefill_note"]))
+                  help="Average order value, orders per customer per year and annual retention measured in the "
+                       "loaded data, each with its definition and the number of customers behind it. Margin, "
+                       "discount rate and acquisition cost stay yours to set.")
+        if "clv_calc_prefill_error" in st.session_state:
+            st.warning(app_state.plain(st.session_state["clv_calc_prefill_error"]))
+        fingerprint, prefilled = st.session_state.get("clv_calc_prefill_figures", (None, []))
+        if fingerprint != dataset.fingerprint:
+            prefilled = []  # filled from another dataset: its figures no longer describe this one
+        for figure in prefilled:
+            show = st.caption if figure.value is not None else st.warning
+            show(app_state.plain(_prefill_line(figure)))
     row = st.columns(4)
     aov = row[0].number_input("Average order value", min_value=0.0, step=5.0, key="clv_calc_aov",
                               help="Revenue per order, in your currency.")
@@ -106,9 +129,7 @@ with calculator_tab:
                    "by (1 + d)^t. With an unlimited horizon the sum has the closed form m / (1 + d - r).")
         left, right = st.columns(2)
         left.plotly_chart(calculator_years_figure(result.table, cac), key="clv_calc_years_chart")
-        retentions = np.round(np.arange(0.3, 0.951, 0.05), 2)
-        rates = np.round(np.arange(0.0, 0.201, 0.025), 3)
-        grid = sensitivity(inputs, retentions, rates)
+        grid = sensitivity(inputs, *sensitivity_axes(inputs))
         right.plotly_chart(sensitivity_figure(grid, current=(inputs.annual_retention, inputs.annual_discount_rate)),
                            key="clv_calc_sensitivity")
         shown = result.table.rename(columns={
@@ -151,11 +172,13 @@ def _parameters_table(fitted) -> pd.DataFrame:
         "a": "drop-out shape (a)", "b": "drop-out shape (b)", "s": "shape of lifetimes", "beta": "scale of lifetimes",
         "p": "shape of order values", "q": "spread of customers' typical spend", "gamma": "scale of typical spend",
     }
-    rows = [("Purchases (" + fitted.purchase_label + ")", name, value, meaning[name])
-            for name, value in fitted.purchase.params_.items()]
+    models = [("Purchases (" + fitted.purchase_label + ")", fitted.purchase)]
     if fitted.spend is not None:
-        rows += [("Spend (Gamma-Gamma)", name, value, meaning[name]) for name, value in fitted.spend.params_.items()]
-    return pd.DataFrame(rows, columns=["Model", "Parameter", "Value", "What it describes"])
+        models.append(("Spend (Gamma-Gamma)", fitted.spend))
+    rows = [(label, row.parameter, row.value, row.se, row.lower_95, row.upper_95, meaning[row.parameter])
+            for label, model in models for row in model.summary.itertuples()]
+    return pd.DataFrame(rows, columns=["Model", "Parameter", "Value", "Standard error", "95 % from", "95 % to",
+                                       "What it describes"])
 
 
 with predictive_tab:
@@ -175,8 +198,9 @@ with predictive_tab:
         try:
             summary, fitted = _fit_with_progress(purchase_model, unit, None)
             with st.spinner("Scoring every customer..."):
-                scores = app_state.cached_clv_scores(dataset.fingerprint, ws, purchase_model, unit, int(horizon),
-                                                     monthly_discount / 100, margin_pct / 100)
+                forecast = app_state.cached_clv_scores(dataset.fingerprint, ws, purchase_model, unit, int(horizon),
+                                                       monthly_discount / 100, margin_pct / 100)
+                scores = forecast.scores
         except ClmError as error:
             st.error(app_state.plain(error))
         else:
@@ -190,13 +214,28 @@ with predictive_tab:
                             help="Average probability that a customer has not silently left.")
             if "clv" in scores:
                 shares = value_concentration(scores["clv"])
-                cells[3].metric(f"Predicted CLV, next {horizon} months", app_state.money(scores["clv"].sum()),
+                interval = forecast.total_interval
+                cells[3].metric(f"Predicted CLV, next {horizon} months", app_state.money(forecast.total),
                                 help=f"Total over all customers; average {scores['clv'].mean():,.2f} per customer. "
                                      f"The top 10 % hold {shares[0.1]:.0%} of it, the top 20 % {shares[0.2]:.0%}.")
+                if interval is not None:
+                    st.caption(f"Total CLV: {forecast.level:.0%} interval {app_state.money(interval[0])} to "
+                               f"{app_state.money(interval[1])}. It reflects how precisely the models' parameters are "
+                               "known from your data; each customer's own interval is in the download (CLV low / "
+                               "high). It does not cover changes in your business, or each customer's own luck.")
+                st.caption("Returns are netted first: a purchase sent back in full (same product, same customer, the "
+                           "latest purchase before the return) is not a purchase; a partly returned one counts at "
+                           "what was kept. Customers with no repeat purchase are given the average customer's order "
+                           "value. Customers who bought again only at no charge get an expected order value, and so "
+                           "a CLV, of 0: the spend model only describes positive orders, and the average would "
+                           "overstate them.")
                 left, right = st.columns(2)
                 left.plotly_chart(clv_distribution_figure(scores["clv"], horizon_months=int(horizon)),
                                   key="clv_pred_distribution")
                 right.plotly_chart(value_concentration_figure(scores["clv"]), key="clv_pred_concentration")
+                if scores["clv_low"].notna().any():
+                    st.plotly_chart(clv_interval_figure(scores, horizon_months=int(horizon), level=forecast.level),
+                                    key="clv_pred_interval")
             else:
                 st.info("This dataset has no amount column, so CLV in money cannot be computed; the purchase "
                         "predictions and the probability of being active below still work.")
@@ -210,7 +249,8 @@ with predictive_tab:
                 "customer_id": "Customer", "frequency": "Repeat purchases", "recency": f"Last purchase ({unit}s after first)",
                 "T": f"Customer for ({unit}s)", "monetary_value": "Average repeat order",
                 "probability_alive": "P(active)", "expected_purchases": f"Purchases next {horizon} months",
-                "expected_order_value": "Expected order value", "clv": f"CLV next {horizon} months"})
+                "expected_order_value": "Expected order value", "clv": f"CLV next {horizon} months",
+                "clv_low": f"CLV low ({forecast.level:.0%})", "clv_high": f"CLV high ({forecast.level:.0%})"})
             st.dataframe(top, hide_index=True, column_config={
                 "P(active)": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
             a, b = st.columns(2)
@@ -222,10 +262,31 @@ with predictive_tab:
             with st.expander("Model parameters"):
                 st.dataframe(_parameters_table(fitted), hide_index=True)
                 st.caption(f"Fitted by maximum likelihood on {fitted.purchase.n_customers_:,} customers; time in "
-                           f"{unit}s. Log-likelihood {fitted.purchase.log_likelihood_:,.1f}.")
+                           f"{unit}s. Log-likelihood {fitted.purchase.log_likelihood_:,.1f}. Standard errors come "
+                           "from the curvature of the likelihood at the estimate; the 95 % range is where the true "
+                           "value most likely lies. A blank standard error means the data say nothing about that "
+                           "parameter (see the Model check tab).")
 
 
 # --- model check -----------------------------------------------------------------------------------------
+def _show_diagnostics(purchase_model: str, unit: str) -> None:
+    """The checks of the fit behind the predictions (all of your data), a warning for each that fails."""
+    st.subheader("Can these predictions be trusted?")
+    try:
+        findings = app_state.cached_clv_diagnostics(dataset.fingerprint, ws, purchase_model, unit)
+    except ClmError as error:
+        st.error(app_state.plain(error))
+        return
+    for finding in findings:
+        text = f"**{app_state.plain(finding.title)}.** {app_state.plain(finding.message)}"
+        if finding.ok:
+            st.success(text, icon="✅")
+        else:
+            st.warning(text, icon="⚠️")
+    st.caption("Checks of the models fitted on all of your data, the ones behind the Predictive CLV tab.")
+    st.subheader("Predictions against what happened")
+
+
 with check_tab:
     if dataset is None:
         st.info("Load data on the **Data** page to check the predictions.")
@@ -233,6 +294,7 @@ with check_tab:
         st.write("The model is fitted on purchases up to the **calibration end** only; its predictions for the "
                  "period after are then compared with what customers really did.")
         purchase_model, unit = _model_settings("clv_check", st)
+        _show_diagnostics(purchase_model, unit)
         summary_all = app_state.cached_summary(dataset.fingerprint, ws)
         first, last = summary_all.first_date.date(), summary_all.last_date.date()
         if first >= last - timedelta(days=1):

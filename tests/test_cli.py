@@ -106,10 +106,15 @@ def test_cohorts_json_on_online_retail(online_retail_path, tmp_path):
     assert first[1]["retention"] == pytest.approx(first[1]["active"] / first[1]["cohort_size"])
     assert {"cohort", "offset", "cohort_size", "active", "retention", "revenue"} <= first[0].keys()
     assert first[-1]["retention"] is None and not first[-1]["complete"]  # December 2011 is partial
+    assert first[-1]["active"] is None and first[-1]["revenue"] is None  # blank, not 9 days of purchases
+    assert all(row["left_censored"] for row in first) and not any(row["censored"] for row in first)
+    others = [row for row in payload["rows"] if row["offset"] == 1 and row["complete"] and not row["left_censored"]]
+    assert payload["average"]["1"] == pytest.approx(sum(r["active"] for r in others) / sum(r["cohort_size"] for r in others))
     revenue = json.loads(run("cohorts", "--db", str(db), "--metric", "revenue", "--definition", "rolling",
                              "--json").stdout)
     row = [r for r in revenue["rows"] if r["cohort"] == "2010-12" and r["offset"] == 1][0]
     assert row["retention"] == pytest.approx(row["revenue"] / first[0]["revenue"])
+    assert row["censored"]  # rolling: customers who buy after the data end are not counted
     by_country = json.loads(run("cohorts", "--db", str(db), "--segment", "Country", "--json").stdout)
     assert {"United Kingdom", "France"} <= {r["segment"] for r in by_country["rows"]}
 
@@ -149,6 +154,13 @@ def test_clv_bgnbd_with_holdout_json(cdnow_db, tmp_path):
     assert len(scores) == 2_357 and scores["customer_id"].is_unique
     assert {"probability_alive", "expected_purchases", "expected_order_value", "clv"} <= set(scores.columns)
     assert scores["clv"].sum() == pytest.approx(payload["clv_total"], rel=1e-9)
+    # Standard errors as lifetimes' summary publishes them for this fit; the total's interval and per-customer ones.
+    assert payload["params_se"] == pytest.approx({"r": 0.012557, "alpha": 0.378221, "a": 0.185719, "b": 0.705345},
+                                                 rel=1e-3)
+    low, high = payload["clv_total_interval"]
+    assert low < payload["clv_total"] < high and payload["clv_interval_level"] == 0.9
+    assert ((scores["clv_low"] <= scores["clv"] + 1e-9) & (scores["clv"] <= scores["clv_high"] + 1e-9)).all()
+    assert {finding["check"]: finding["ok"] for finding in payload["diagnostics"]}["dropout"] is True
 
 
 def test_clv_pareto_and_gamma_gamma_json(cdnow_db):

@@ -1,5 +1,6 @@
 """AppTest of the CLV page: calculator, pre-fill, predictive CLV and the model check on the demo data."""
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -54,8 +55,37 @@ def test_prefill_uses_the_loaded_data(demo):
     assert not at.exception, at.exception
     orders = demo.groupby("order_id")["amount"].sum()
     assert at.number_input(key="clv_calc_aov").value == pytest.approx(round(orders.mean(), 2))
+    # Two years of data: counted, not modelled. Customers of the year before the last 365 days who bought again
+    # in them; orders of the last 365 days per customer who bought in them.
+    end = demo["order_date"].max().normalize() + timedelta(days=1)
+    year = timedelta(days=365)
+    before = set(demo.loc[(demo["order_date"] >= end - 2 * year) & (demo["order_date"] < end - year), "customer_id"])
+    last = demo[demo["order_date"] >= end - year]
+    retention = round(100 * len(before & set(last["customer_id"])) / len(before), 1)
+    assert at.number_input(key="clv_calc_retention").value == pytest.approx(retention)
+    assert at.number_input(key="clv_calc_orders").value == pytest.approx(
+        round(last["order_id"].nunique() / last["customer_id"].nunique(), 2))
+    lines = [caption.value for caption in at.caption if "counted in your data" in caption.value]
+    assert len(lines) == 3 and any(f"based on {len(before):,} customers" in line for line in lines)
+    # The sensitivity heatmap has one row for the filled retention (off the 5-point grid), and the box sits on it.
+    heat = json.loads(next(chart for chart in at.get("plotly_chart")
+                           if chart.proto.id.endswith("clv_calc_sensitivity")).proto.spec)
+    label = f"{retention:g}%"
+    assert heat["data"][0]["y"].count(label) == 1 and heat["data"][1]["y"] == [label]
+
+
+def test_prefill_without_amounts_says_what_it_could_not_fill(tmp_path, demo):
+    path = tmp_path / "no_money.csv"
+    demo[["customer_id", "order_id", "order_date"]].to_csv(path, index=False)
+    space = app_state.SessionSpace(tmp_path)
+    space.workspace.ingest(path)
+    at = _page({"session_space": space, "demo_checked": True})
+    at.button(key="clv_calc_prefill").click().run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="clv_calc_aov").value == 50.0  # the default stays, and the page says so
+    assert any("Average order value" in warning.value and "no amount column" in warning.value
+               for warning in at.warning)
     assert 0 < at.number_input(key="clv_calc_retention").value < 100
-    assert any("bought again in the following year" in caption.value for caption in at.caption)
 
 
 def test_predictive_clv_and_check_on_demo(demo):
