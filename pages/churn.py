@@ -51,9 +51,11 @@ def show_quality(result: churn.ChurnResult) -> None:
         st.plotly_chart(charts.importance_figure(result.importance, churn.FEATURES), key="churn_importance")
 
 
+@st.fragment
 def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series | None, value_words: str,
               segments: dict[str, str]) -> None:
-    """Filters, threshold, campaign calculator, and the downloads of the chosen list."""
+    """Filters, threshold, campaign calculator, and the downloads of the chosen list: a fragment, so moving one
+    of its controls reruns only this part of the page."""
     predictive = result.predictive
     filters = st.columns(4)
     bands = filters[0].multiselect("Risk band", ["High", "Medium", "Low"], default=["High", "Medium", "Low"],
