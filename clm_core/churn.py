@@ -66,11 +66,13 @@ MODEL_NAMES = {
 BASELINE = "recency_baseline"
 MIN_CUSTOMERS = 200
 MIN_CHURNERS = 30
-_TRAIN_SAMPLE = 60_000
-_EVALUATION_SAMPLE = 100_000
+_TRAIN_SAMPLE = 40_000
+_EVALUATION_SAMPLE = 50_000
+# Each tree of the forest sees at most this many customers (the forest is the slowest of the three to train).
+_TREE_SAMPLE = 15_000
 _BOOTSTRAP = 200
 _BOOTSTRAP_CUSTOMERS = 20_000
-_FIT_SAMPLE = 100_000
+_FIT_SAMPLE = 30_000
 _EXAMPLE_CUSTOMERS = 150_000
 
 # Numeric features of transactions mode, with how a marketer reads each.
@@ -216,7 +218,7 @@ def _log_scale(values):
     return np.sign(values) * np.log1p(np.abs(values))
 
 
-def _pipelines(numeric: list[str], categorical: list[str], seed: int) -> dict[str, object]:
+def _pipelines(numeric: list[str], categorical: list[str], seed: int, rows: int) -> dict[str, object]:
     """The three models as scikit-learn pipelines; class imbalance handled by class weights."""
 
     def prepare(scale: bool) -> ColumnTransformer:
@@ -236,6 +238,7 @@ def _pipelines(numeric: list[str], categorical: list[str], seed: int) -> dict[st
         "logistic": make_pipeline(prepare(True), LogisticRegression(class_weight="balanced", max_iter=2000)),
         "random_forest": make_pipeline(prepare(False), RandomForestClassifier(
             n_estimators=150, min_samples_leaf=5, max_depth=14, class_weight="balanced_subsample", n_jobs=-1,
+            max_samples=_TREE_SAMPLE if rows > _TREE_SAMPLE else None,
             random_state=seed)),
         "gradient_boosting": make_pipeline(prepare(False), HistGradientBoostingClassifier(
             class_weight="balanced", max_iter=100, learning_rate=0.1, early_stopping=True, random_state=seed)),
@@ -383,7 +386,7 @@ def _fit_and_compare(train: pd.DataFrame, y_train: pd.Series, test: pd.DataFrame
                                               random_state=seed)
         notes.append(f"Models were checked on a random sample of {_EVALUATION_SAMPLE:,} customers of the check "
                      "date (stratified by churn).")
-    candidates = _pipelines(numeric, categorical, seed)
+    candidates = _pipelines(numeric, categorical, seed, rows=int(len(train) * 0.75))
     if baseline and "recency_days" in train:
         candidates[BASELINE] = _baseline_pipeline()
     labels = y_test.to_numpy()
@@ -438,7 +441,9 @@ def _drivers(table: pd.DataFrame, importance: pd.DataFrame, risk: pd.Series, lim
     weights = weights.reindex(usable).fillna(0).clip(lower=1e-6)
     lean = _Leaning(risk)
     pushes = np.column_stack([lean.push(table[feature]) * weights[feature] for feature in usable])
-    return _reasons(pushes, lambda column, rows: _say(usable[column], table.loc[rows]), table.index, limit)
+    context = [column for column in ("recency_days", "mean_gap_days") if column in table]
+    return _reasons(pushes, lambda column, rows: _say(usable[column], table.loc[rows, list(
+        dict.fromkeys([usable[column], *context]))]), table.index, limit)
 
 
 def _table_drivers(frame: pd.DataFrame, numeric: list[str], categorical: list[str], importance: pd.DataFrame,
@@ -478,11 +483,17 @@ class _Leaning:
         self._risk_rank = rankdata(risk.to_numpy()[self._sample])
 
     def percentile(self, values: pd.Series) -> np.ndarray:
+        """Mid-rank percentile of each value among the sample's (ties share the middle of their ranks)."""
         values = values.to_numpy(dtype=float)
         drawn = values[self._sample]
-        known = np.sort(drawn[~np.isnan(drawn)])
-        return (np.searchsorted(known, values, side="left") + np.searchsorted(known, values, side="right")) \
-            / (2 * max(len(known), 1))
+        distinct, counts = np.unique(drawn[~np.isnan(drawn)], return_counts=True)
+        if not len(distinct):
+            return np.full(len(values), 0.5)
+        below = np.concatenate([[0], np.cumsum(counts)])  # sample values below each distinct value
+        position = np.searchsorted(distinct, values)
+        exact = (position < len(distinct)) & (distinct[np.minimum(position, len(distinct) - 1)] == values)
+        ranks = below[position] + np.where(exact, counts[np.minimum(position, len(distinct) - 1)] / 2, 0.0)
+        return ranks / below[-1]
 
     def push(self, values: pd.Series) -> np.ndarray:
         drawn = values.to_numpy(dtype=float)[self._sample]
@@ -497,32 +508,30 @@ def _reasons(pushes: np.ndarray, say, index: pd.Index, limit: int) -> pd.Series:
     """Each row's ``limit`` strongest positive pushes, said by ``say(column, rows)`` and joined with '; '."""
     top = np.argsort(-pushes, axis=1, kind="stable")[:, :limit]
     strengths = np.take_along_axis(pushes, top, axis=1)
-    words = pd.Series("", index=index, dtype=object)
+    slots = []
     for slot in range(top.shape[1]):
-        reason = pd.Series("", index=index, dtype=object)
+        reason = np.full(len(index), "", dtype=object)
         for column in range(pushes.shape[1]):
             rows = (top[:, slot] == column) & (strengths[:, slot] > 0)
             if rows.any():
                 reason[rows] = say(column, rows).to_numpy()
-        words = words + np.where((words != "") & (reason != ""), "; ", "") + reason
-    return words.where(words != "", "no single reason stands out")
+        slots.append(reason.tolist())
+    return pd.Series(["; ".join(filter(None, reasons)) or "no single reason stands out" for reasons in zip(*slots)],
+                     index=index, dtype=object)
 
 
 def _number(values: pd.Series, digits: int = 0) -> pd.Series:
     """Numbers as a marketer reads them (``1,234`` or ``2.5``), for a million of them in a fraction of a second."""
-    rounded = values.round(digits)
-    if digits == 0:
-        whole = rounded.astype("Int64")
-        text = whole.astype(str)
-        large = whole.abs() >= 1000
-        if large.any():
-            text[large] = whole[large].map("{:,}".format)
-        return text
-    return rounded.astype(str)
+    numbers = values.to_numpy(dtype=float)
+    if digits == 0 and len(numbers) and np.nanmax(np.abs(numbers)) < 999.5:  # no thousands separator needed
+        return pd.Series(np.rint(numbers).astype(np.int64).astype(str).astype(object), index=values.index)
+    spec = f"{{:,.{digits}f}}".format
+    return pd.Series([spec(value) for value in numbers.tolist()], index=values.index, dtype=object)
 
 
 def _percent(values: pd.Series) -> pd.Series:
-    return (values * 100).round().astype("Int64").astype(str) + "%"
+    return pd.Series([f"{value:.0%}" for value in values.to_numpy(dtype=float).tolist()], index=values.index,
+                     dtype=object)
 
 
 def _say(feature: str, customers: pd.DataFrame) -> pd.Series:
