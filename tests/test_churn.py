@@ -100,8 +100,8 @@ def test_online_retail_scores_every_current_customer(online_retail_churn, online
     assert recent < 0.2 < 0.6 < lapsed
 
 
-def test_telco_reaches_the_bar():
-    table = pd.read_csv(ROOT.parent / "shared" / "data" / "telco_churn.csv.gz", dtype=str, keep_default_na=False)
+def test_telco_reaches_the_bar(telco_path):
+    table = pd.read_csv(telco_path, dtype=str, keep_default_na=False)
     result = churn.churn_from_table(table, "Churn", seed=0)
     assert (result.train_rows, result.test_rows) == (5282, 1761)
     assert result.models[result.best_model]["roc_auc"] >= 0.83 and result.predictive

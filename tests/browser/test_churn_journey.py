@@ -12,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from tests.browser.helpers import assert_log_clean, assert_page_ok, wait_until_idle
-from tests.conftest import ONLINE_RETAIL, ROOT
+from tests.conftest import ONLINE_RETAIL, ROOT, need_data
 
 
 def test_upload_to_at_risk_download_in_five_clicks(page, app_server, log_start, tmp_path: Path):
+    need_data(ONLINE_RETAIL)
     page.goto(app_server.url)
     page.get_by_text("Rows in the file").first.wait_for()
     clicks = 0
