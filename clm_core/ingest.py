@@ -8,6 +8,9 @@ with its reason (none for kept rows) and, for rejected rows, the file's own text
 Returns (negative quantity or amount, or an invoice id like ``C536379``) are
 kept with negative amounts and netted against revenue unless dropped; zero-price
 lines are kept as purchases unless dropped. Both are counted as flags.
+Identical rows are decided per file (:func:`duplicates_are_export_errors`): with an
+order or line id they are double exports and rejected; without one they may be
+separate purchases and are kept (flagged), unless the user chooses otherwise.
 
 Part of the DuckDB engine layer (it parses text with DuckDB functions).
 """
@@ -35,6 +38,7 @@ __all__ = [
     "IngestOptions",
     "IngestReport",
     "build_transactions",
+    "duplicates_are_export_errors",
     "attribute_column",
 ]
 
@@ -49,13 +53,13 @@ REJECT_REASONS = {
     "non_numeric_amount": "Amount (or quantity / price) is missing or not a number",
     "non_finite_amount": "Amount (or quantity / price) is infinite or NaN, or too large to be a real amount",
     "zero_price_dropped": "Zero price (dropped by your choice)",
-    "duplicate": "Exact duplicate of an earlier row",
+    "duplicate": "Exact duplicate of an earlier row (a double export)",
     "return_dropped": "Return or cancellation (dropped by your choice)",
 }
 FLAG_REASONS = {
     "return": "Returns and cancellations, kept and netted against revenue",
     "zero_price": "Zero-price lines, kept as purchases with no revenue",
-    "duplicate": "Exact duplicates, kept as separate purchases by your choice",
+    "duplicate": "Rows identical to an earlier one, kept as separate purchases",
 }
 
 
@@ -65,8 +69,9 @@ class IngestOptions:
 
     drop_returns: bool = False
     drop_zero_price: bool = False
-    # Identical rows are separate purchases in some exports (CDNOW's research data): keep and flag them.
-    keep_duplicates: bool = False
+    # Identical rows: None decides from the file (see duplicates_are_export_errors); True keeps and flags them,
+    # False rejects them.
+    keep_duplicates: bool | None = None
     # Rows dated after this moment are rejected as future dates.
     now: datetime | None = None
 
@@ -85,6 +90,9 @@ class IngestReport:
     rows_rejected: dict[str, int]
     rows_flagged: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    # What was done with identical rows, and why (a sentence for the user).
+    duplicates_kept: bool = False
+    duplicate_reason: str = ""
 
     @property
     def total_rejected(self) -> int:
@@ -92,6 +100,30 @@ class IngestReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# Names of columns that number each line or record: with one, two identical rows are one line exported twice.
+_LINE_ID = re.compile(r"^(line(item)?(id|no|number)|orderline(id|no|number)|rowid|recordid|transactionlineid"
+                      r"|lineid|id)$")
+
+
+def duplicates_are_export_errors(mapping: ColumnMapping, columns: list[str]) -> tuple[bool, str]:
+    """Whether identical rows of this file are double exports (True) or may be separate purchases (False), with
+    the evidence as a sentence.
+
+    An order or line id makes every real line distinct, so a repeat is an export error. Without one, the same
+    customer buying the same item twice on one day (a basket file, CDNOW) writes two identical rows.
+    """
+    order_column = mapping.fields.get(schema.ORDER_ID)
+    if order_column:
+        return True, f"the file has an order column ({order_column}), so an identical row is the same line twice"
+    # A column feeding another field ('id' as the customer) numbers customers or products, not lines.
+    line_column = next((c for c in columns if c not in mapping.fields.values()
+                        and _LINE_ID.match(re.sub(r"[^a-z0-9]", "", c.lower()))), None)
+    if line_column:
+        return True, f"the file has a line number column ({line_column}), so an identical row is the same line twice"
+    return False, ("the file has no order or line number, so identical rows can be real repeat purchases "
+                   "(the same item bought twice on one day)")
 
 
 def attribute_column(prefix: str, label: str) -> str:
@@ -194,6 +226,8 @@ def build_transactions(
     con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {MALFORMED_TABLE} (source_row BIGINT, problem VARCHAR)")
     mapping.validate(raw_columns)
     fields = mapping.fields
+    duplicates_are_errors, duplicate_evidence = duplicates_are_export_errors(mapping, raw_columns)
+    keep_duplicates = not duplicates_are_errors if options.keep_duplicates is None else options.keep_duplicates
     now = options.now or datetime.now()
     future_limit = now + timedelta(days=1)
 
@@ -324,7 +358,7 @@ def build_transactions(
             FROM classified
             """,
             {"future_limit": future_limit, "drop_zero": options.drop_zero_price,
-             "drop_returns": options.drop_returns, "keep_duplicates": options.keep_duplicates},
+             "drop_returns": options.drop_returns, "keep_duplicates": keep_duplicates},
         )
     finally:
         con.execute("RESET preserve_insertion_order")
@@ -389,12 +423,18 @@ def build_transactions(
         notes.append("No order column: each customer's lines at one date and time form one order.")
     if mapping.number_style == "comma":
         notes.append("Numbers were read with a decimal comma (1.234,50 means one thousand two hundred thirty-four and a half).")
+    if options.keep_duplicates is None:
+        duplicate_reason = f"Decided from the file: {duplicate_evidence}."
+    else:
+        duplicate_reason = "Your choice."
     report = IngestReport(
         rows_in=int(rows_in),
         rows_kept=int(rows_kept),
         rows_rejected=rows_rejected,
         rows_flagged=rows_flagged,
         notes=notes,
+        duplicates_kept=keep_duplicates,
+        duplicate_reason=duplicate_reason,
     )
     assert report.rows_in == report.rows_kept + report.total_rejected, "every row is kept or rejected"
     _replace_dataset(con, raw_columns, extra_names, lambda: before_commit(report) if before_commit else None)

@@ -1,8 +1,13 @@
 """Guess which file column feeds which canonical field, and how dates and numbers are written.
 
 The guess uses column names from common exports (UCI Online Retail I and II,
-CDNOW, Shopify's order export, generic ``customer_id,order_date,amount``) and,
-when names say nothing (files with no header row), the values themselves.
+CDNOW, Shopify, WooCommerce, Magento, Square, Stripe, Lightspeed, Kaggle's retail
+sets; ``tests/data/export_gallery.py`` holds their real headers) and, for columns
+whose names say nothing (files with no header row), the values themselves.
+
+Names are matched exactly first, then by the words they contain. A column whose
+name says quantity, price, amount, line number, quarter, month or year is never
+the customer; without any id or e-mail column, a customer or company name is.
 """
 
 from __future__ import annotations
@@ -51,10 +56,34 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     schema.QUANTITY: ("quantity", "qty", "lineitemquantity", "units", "numberofcds", "itemcount", "count"),
     schema.UNIT_PRICE: ("unitprice", "price", "lineitemprice", "itemprice", "priceeach", "saleprice"),
     schema.PRODUCT_ID: ("stockcode", "sku", "productid", "lineitemsku", "itemid", "productcode", "itemcode",
-                        "articleid", "article"),
+                        "articleid", "article", "upc", "gtin", "ean", "barcode"),
     schema.PRODUCT_NAME: ("description", "productname", "lineitemname", "itemname", "product", "itemdescription",
-                          "title"),
+                          "title", "item", "lineitem"),
 }
+# Words a name contains, for names no synonym matched exactly (normalised: 'Net Sales' is 'netsales').
+_CUSTOMER_ID_WORDS = re.compile(r"(customer|client|member|buyer|shopper|user|account|cust)_?(id|no|number|code|key)$")
+_CUSTOMER_NAME_WORDS = re.compile(r"^(customer|client|company|buyer|billto|billing|account|member)name$")
+# Quantity, price, amount, line number, quarter, month, year: a count or a calendar part, never who bought.
+_NEVER_CUSTOMER = re.compile(r"(quantity|qty|price|amount|total|sales|revenue|value|linenumber|lineno|quarter|qtr"
+                             r"|month|year|date|time)")
+_DATE_WORDS = re.compile(r"(date|time|timestamp|created|purchased)")
+_NOT_ORDER_DATE = re.compile(r"(ship|deliver|due|dispute|fulfil|cancel|estimat|approv|updat|modif|birth|expir|zone"
+                             r"|refund|closed)")
+_QUANTITY_WORDS = re.compile(r"(quantity|^qty|qty$)")
+_AMOUNT_WORDS = re.compile(r"(amount|sales|total|revenue)")
+_TAX_INCLUSION = re.compile(r"(inc|incl|exc|excl|ex)(tax|vat)")  # 'Order Total (inc tax)' is still the total
+_PRODUCT_ID_WORDS = re.compile(r"(sku|upc|gtin|ean|barcode)$")
+_NOT_LINE_AMOUNT = re.compile(r"(tax|fee|discount|shipping|refund|subtotal|converted|disputed|outstanding|balance"
+                              r"|cost|profit|due$|tip|duties)")
+# Columns named by the reader or a spreadsheet when the file had no name for them: only their values can tell.
+_NAMELESS = re.compile(r"^((column|col|field|unnamed|var)\d*|[a-z]?\d*)$")
+# Exports recognised by columns only they have, and the fields their names would get wrong.
+_KNOWN_EXPORTS: tuple[tuple[frozenset[str], dict[str, str | None]], ...] = (
+    # Shopify: the order is 'Name' (#1001) and the customer is known by e-mail.
+    (frozenset({"lineitemquantity", "lineitemprice"}), {schema.ORDER_ID: "name", schema.CUSTOMER_ID: "email"}),
+    # Stripe payments: 'id' is the payment ('Invoice ID' is often empty); 'Description' is about the payment.
+    (frozenset({"sellermessage", "createdutc"}), {schema.ORDER_ID: "id", schema.PRODUCT_NAME: None}),
+)
 _CONTACT_PATTERN = re.compile(
     r"(e?mail|phone|mobile|telephone|^(customer|billing|shipping|first|last|full|contact)name$|^name$)"
 )
@@ -169,23 +198,61 @@ def _is_numeric(values: pd.Series) -> float:
     return float(sample.str.match(_NUMBER).mean()) if len(sample) else 0.0
 
 
-def _by_name(columns: list[str]) -> dict[str, str]:
+def _by_name(columns: list[str], sample: pd.DataFrame) -> dict[str, str]:
+    """Fields given by column names: exact synonyms first, then the words a name contains."""
     normalised = {column: _normalise(column) for column in columns}
     found: dict[str, str] = {}
     taken: set[str] = set()
+
+    def first(test) -> str | None:
+        return next((c for c in columns if c not in taken and test(normalised[c])), None)
+
+    def take(name: str, column: str | None) -> None:
+        if column and name not in found:
+            found[name] = column
+            taken.add(column)
+
     # Longer, more specific synonyms win: 'lineitemprice' before 'price'.
     for name, synonyms in _SYNONYMS.items():
         for synonym in synonyms:
-            match = next((c for c in columns if normalised[c] == synonym and c not in taken), None)
-            if match:
-                found[name] = match
-                taken.add(match)
-                break
+            take(name, first(lambda n, synonym=synonym: n == synonym))
+    take(schema.CUSTOMER_ID, first(lambda n: bool(_CUSTOMER_ID_WORDS.search(n)) and not _NEVER_CUSTOMER.search(n)))
+    take(schema.CUSTOMER_ID, first(lambda n: "email" in n))
+    take(schema.CUSTOMER_ID, first(lambda n: bool(_CUSTOMER_NAME_WORDS.search(n))))
+    dates = [c for c in columns if c not in taken and _DATE_WORDS.search(normalised[c])
+             and not _NOT_ORDER_DATE.search(normalised[c])]
+    take(schema.ORDER_TS, next((c for c in dates if re.search(r"(order|purchase|invoice|trans|sale)", normalised[c])),
+                               dates[0] if dates else None))
+    take(schema.QUANTITY, first(lambda n: bool(_QUANTITY_WORDS.search(n))))
+    take(schema.PRODUCT_ID, first(lambda n: bool(_PRODUCT_ID_WORDS.search(n))))
+    # A line's money: numbers only, the net figure before the gross one, never tax, fees or shipping.
+    amounts = [c for c in columns if c not in taken and _AMOUNT_WORDS.search(normalised[c])
+               and not _NOT_LINE_AMOUNT.search(_TAX_INCLUSION.sub("", normalised[c]))
+               and _is_numeric(sample[c]) >= 0.95]
+    take(schema.AMOUNT, next((c for c in amounts if normalised[c].startswith("net")), amounts[0] if amounts else None))
     return found
 
 
+def _apply_known_exports(columns: list[str], found: dict[str, str]) -> None:
+    """Correct the fields that a recognised export's names would get wrong."""
+    normalised = {column: _normalise(column) for column in columns}
+    for signature, fields in _KNOWN_EXPORTS:
+        if not signature <= set(normalised.values()):
+            continue
+        for name, header in fields.items():
+            column = next((c for c in columns if normalised[c] == header), None) if header else None
+            if header is None:
+                found.pop(name, None)
+            elif column and column not in found.values():
+                found[name] = column
+
+
 def _by_content(sample: pd.DataFrame, found: dict[str, str]) -> None:
-    """Fill fields the names did not give from what the values look like (headerless files)."""
+    """Fill fields the names did not give from what the values look like (headerless files).
+
+    The date and the customer may come from any free column; numbers only from columns whose names say nothing,
+    since a named column (QTR_ID, shipping_total) that no rule took is something else.
+    """
     free = [column for column in sample.columns if column not in found.values()]
     if schema.ORDER_TS not in found:
         for column in free:
@@ -194,9 +261,13 @@ def _by_content(sample: pd.DataFrame, found: dict[str, str]) -> None:
                 found[schema.ORDER_TS] = column
                 free.remove(column)
                 break
-    if schema.CUSTOMER_ID not in found and free:
-        found[schema.CUSTOMER_ID] = free.pop(0)
-    numeric = [column for column in free if _is_numeric(sample[column]) >= 0.95]
+    if schema.CUSTOMER_ID not in found:
+        candidates = [c for c in free if not _NEVER_CUSTOMER.search(_normalise(c))]
+        if candidates:
+            found[schema.CUSTOMER_ID] = candidates[0]
+            free.remove(candidates[0])
+    nameless = [column for column in free if _NAMELESS.match(_normalise(column))]
+    numeric = [column for column in nameless if _is_numeric(sample[column]) >= 0.95]
     decimals = [c for c in numeric if sample[c].astype(str).str.contains(r"[.,]\d{1,2}$").mean() > 0.3]
     integers = [c for c in numeric if c not in decimals]
     if schema.AMOUNT not in found and schema.UNIT_PRICE not in found and decimals:
@@ -211,25 +282,18 @@ def _by_content(sample: pd.DataFrame, found: dict[str, str]) -> None:
 def guess_mapping(sample: pd.DataFrame) -> ColumnMapping:
     """Guess a full mapping from a sample of the raw (all-text) rows."""
     columns = list(sample.columns)
-    found = _by_name(columns)
+    found = _by_name(columns, sample)
     normalised = {column: _normalise(column) for column in columns}
-
-    # Shopify: the order is 'Name' (#1001) and the customer is known by e-mail.
-    is_shopify = {"lineitemquantity", "lineitemprice"} <= set(normalised.values())
-    if is_shopify:
-        for field_name, header in ((schema.ORDER_ID, "name"), (schema.CUSTOMER_ID, "email")):
-            column = next((c for c in columns if normalised[c] == header), None)
-            if column and field_name not in found:
-                found[field_name] = column
-        # 'Total' is per order, not per line: revenue is quantity x line price.
-        if found.get(schema.AMOUNT) and normalised[found[schema.AMOUNT]] == "total":
-            del found[schema.AMOUNT]
-    # An amount when unit price and quantity are given would double count; keep q x p.
-    if schema.CUSTOMER_ID not in found:
-        email = next((c for c in columns if "email" in normalised[c]), None)
-        if email:
-            found[schema.CUSTOMER_ID] = email
+    _apply_known_exports(columns, found)
+    # Shopify's 'Total' is per order, not per line: revenue is quantity x line price.
+    if {"lineitemquantity", "lineitemprice"} <= set(normalised.values()) and found.get(schema.AMOUNT) and \
+            normalised[found[schema.AMOUNT]] == "total":
+        del found[schema.AMOUNT]
     _by_content(sample, found)
+    # A bare 'id' beside a known customer is the record's own id: the order (Magento's grid, Stripe's payments).
+    bare_id = next((c for c in columns if normalised[c] == "id" and c not in found.values()), None)
+    if bare_id and schema.ORDER_ID not in found and schema.CUSTOMER_ID in found:
+        found[schema.ORDER_ID] = bare_id
 
     date_format = "iso"
     if schema.ORDER_TS in found:
@@ -238,7 +302,10 @@ def guess_mapping(sample: pd.DataFrame) -> ColumnMapping:
     number_style = detect_number_style(sample[money_column]) if money_column else "dot"
 
     used = set(found.values())
-    contacts = [c for c in columns if c not in used and _CONTACT_PATTERN.search(normalised[c])]
+    # A customer known by name stays a contact column too (campaign lists need the name).
+    customer = found.get(schema.CUSTOMER_ID)
+    named_customer = customer if customer and _CUSTOMER_NAME_WORDS.search(normalised[customer]) else None
+    contacts = [c for c in columns if (c not in used or c == named_customer) and _CONTACT_PATTERN.search(normalised[c])]
     segments = []
     for column in columns:
         if column in used or column in contacts:

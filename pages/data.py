@@ -11,7 +11,7 @@ from clm_core import schema
 from clm_core.charts import revenue_by_month_figure
 from clm_core.errors import ClmError
 from clm_core.export import to_csv_bytes
-from clm_core.ingest import FLAG_REASONS, REJECT_REASONS, IngestOptions
+from clm_core.ingest import FLAG_REASONS, REJECT_REASONS, IngestOptions, duplicates_are_export_errors
 from clm_core.mapping import DATE_FORMATS, NUMBER_STYLES
 from clm_core.reader import excel_sheet_names
 
@@ -131,13 +131,17 @@ if staged is not None:
         )
     used = set(fields.values())
     free = [column for column in staged.columns if column not in used]
+    # A customer known by name may also be a contact column (the name on a campaign list).
+    contact_options = [column for column in staged.columns
+                       if column not in used or column == fields.get(schema.CUSTOMER_ID)]
     with second:
         segments = st.multiselect(
             "Segment attributes", free, default=[c for c in guess.segments if c in free], key=f"{prefix}_segments",
             help="Columns that describe a customer (country, channel, store) to split and filter analyses by.",
         )
         contacts = st.multiselect(
-            "Contact columns", free, default=[c for c in guess.contacts if c in free], key=f"{prefix}_contacts",
+            "Contact columns", contact_options, default=[c for c in guess.contacts if c in contact_options],
+            key=f"{prefix}_contacts",
             help="E-mail, phone or name: carried into exported customer lists for campaigns.",
         )
         drop_returns = st.checkbox(
@@ -149,11 +153,18 @@ if staged is not None:
             "Drop zero-price lines", key=f"{prefix}_drop_zero",
             help="By default free items are kept: they still show the customer bought.",
         )
+        duplicates_are_errors, evidence = duplicates_are_export_errors(replace(guess, fields=fields), staged.columns)
+        suggested_keep = not duplicates_are_errors
+        # The suggestion follows the mapping (an order column changes it), so the box is keyed by the suggestion.
         keep_duplicates = st.checkbox(
-            "Keep exact duplicate rows", key=f"{prefix}_keep_duplicates",
-            help="By default a row identical in every column to an earlier one is rejected as a double export. "
-                 "Tick this when identical rows are real separate purchases (same item, same day, same price).",
+            "Keep identical rows as separate purchases", value=suggested_keep,
+            key=f"{prefix}_keep_duplicates_{'keep' if suggested_keep else 'reject'}",
+            help="A row identical in every column to an earlier one is either a double export (rejected) or a "
+                 "real repeat purchase, like the same item bought twice on one day (kept). We suggest one from "
+                 "your file; change it if you know better.",
         )
+        st.caption(f"Suggested for identical rows: {'keep' if suggested_keep else 'reject'}, because "
+                   f"{app_state.plain(evidence)}.")
     mapping = replace(guess, fields=fields, segments=segments, contacts=contacts,
                       date_format=date_format, number_style=number_style)
     if not mapping.has_money:
@@ -162,8 +173,10 @@ if staged is not None:
     if st.button("Validate and load", type="primary", key="data_build"):
         try:
             with st.spinner("Validating rows and building the dataset..."):
+                # Left to the file's evidence unless the user changed the suggestion.
                 app_state.build_upload(staged, mapping, IngestOptions(
-                    drop_returns=drop_returns, drop_zero_price=drop_zero, keep_duplicates=keep_duplicates))
+                    drop_returns=drop_returns, drop_zero_price=drop_zero,
+                    keep_duplicates=None if keep_duplicates == suggested_keep else keep_duplicates))
             st.success(f"Loaded {app_state.plain(staged.name)}.")
         except ClmError as error:
             st.error(app_state.plain(error))
@@ -194,6 +207,10 @@ if lines:
     st.dataframe(lines, hide_index=True)
 else:
     st.success("Every row passed validation.")
+if report.duplicate_reason:
+    verb = "kept as separate purchases" if report.duplicates_kept else "rejected as double exports"
+    identical = report.rows_flagged["duplicate"] if report.duplicates_kept else report.rows_rejected["duplicate"]
+    st.caption(f"Identical rows: {identical:,} {verb}. {app_state.plain(report.duplicate_reason)}")
 for note in report.notes:
     st.caption(app_state.plain(note))
 if report.total_rejected:

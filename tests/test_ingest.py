@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import numpy as np
@@ -67,6 +68,51 @@ def test_drop_options_reject_returns_and_zero_prices(tmp_path):
     assert report.rows_rejected["zero_price_dropped"] == 1
     assert report.rows_kept == 2
     assert report.rows_in == report.rows_kept + report.total_rejected
+
+
+BASKET = """Member_number,Date,itemDescription
+1808,21-07-2015,tropical fruit
+1808,21-07-2015,tropical fruit
+1808,21-07-2015,whole milk
+2552,05-01-2015,whole milk
+2552,05-01-2015,whole milk
+2552,05-01-2015,whole milk
+"""
+
+
+def test_identical_rows_with_an_order_id_are_rejected_as_double_exports(tmp_path):
+    _, report = _ingest(tmp_path, SMALL)
+    assert report.rows_rejected["duplicate"] == 1 and not report.duplicates_kept
+    assert "order column (order_id)" in report.duplicate_reason
+
+
+def test_identical_rows_in_a_basket_file_are_kept_as_purchases(tmp_path):
+    workspace, report = _ingest(tmp_path, BASKET)
+    assert workspace.dataset.mapping.fields == {"customer_id": "Member_number", "order_ts": "Date",
+                                                "product_name": "itemDescription"}
+    assert report.duplicates_kept and "no order or line number" in report.duplicate_reason
+    assert report.rows_rejected["duplicate"] == 0
+    assert report.rows_flagged["duplicate"] == 3  # 1808's second fruit, 2552's second and third milk
+    assert report.rows_kept == 6
+    lines = workspace.query("preview", limit=10)
+    assert (lines["customer_id"] == "2552").sum() == 3
+
+
+def test_the_switch_overrides_the_decision_both_ways(tmp_path):
+    _, report = _ingest(tmp_path, BASKET, keep_duplicates=False)
+    assert report.rows_rejected["duplicate"] == 3 and report.rows_kept == 3
+    assert not report.duplicates_kept and report.duplicate_reason == "Your choice."
+    _, report = _ingest(tmp_path, SMALL, keep_duplicates=True)
+    assert report.rows_flagged["duplicate"] == 1 and report.duplicate_reason == "Your choice."
+
+
+def test_a_line_number_column_is_evidence_but_a_customer_id_named_id_is_not(tmp_path):
+    text = "customer,date,amount,line_no\na,2021-01-05,1,7\na,2021-01-05,1,7\n"
+    _, report = _ingest(tmp_path, text)
+    assert report.rows_rejected["duplicate"] == 1 and "line number column (line_no)" in report.duplicate_reason
+    mapping = ColumnMapping(fields={"customer_id": "id", "order_ts": "date", "amount": "amount"})
+    _, report = _ingest(tmp_path, "id,date,amount\na,2021-01-05,1\na,2021-01-05,1\n", mapping)
+    assert report.duplicates_kept and report.rows_flagged["duplicate"] == 1
 
 
 def test_keep_duplicates_flags_instead_of_rejecting(tmp_path):
@@ -199,6 +245,7 @@ def test_online_retail_counts_match_independent_pandas(online_retail_path, onlin
     assert report.rows_rejected["unparseable_date"] == bad_date.sum()
     assert report.rows_rejected["non_numeric_amount"] == bad_money.sum()
     assert report.rows_rejected["duplicate"] == is_duplicate.sum()
+    assert not report.duplicates_kept and "order column (InvoiceNo)" in report.duplicate_reason
     assert report.rows_kept == kept.sum()
     assert report.rows_in == report.rows_kept + report.total_rejected
     is_return = (quantity < 0) | (price < 0) | raw["InvoiceNo"].str.match(r"^[Cc]\d")
@@ -220,17 +267,60 @@ def test_online_retail_counts_match_independent_pandas(online_retail_path, onlin
     assert set(workspace.dataset.segment_columns.values()) == {"Country"}
 
 
+def _cdnow_master_frame(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False)
+
+
 def test_cdnow_files_ingest_with_guessed_mapping(cdnow_master_path, cdnow_sample_workspace):
     dataset = cdnow_sample_workspace.dataset
     assert dataset.mapping.fields == {"customer_id": "column_1", "order_ts": "column_3", "quantity": "column_4",
                                       "amount": "column_5"}
     totals = cdnow_sample_workspace.query("dataset_totals").iloc[0]
     assert totals["customers"] == 2_357
-    assert dataset.report.rows_in == 6_919 and dataset.report.rows_rejected["duplicate"] == 21
+    # No order id: the 21 identical lines are repeat purchases, kept and flagged.
+    assert dataset.report.rows_in == dataset.report.rows_kept == 6_919
+    assert dataset.report.rows_flagged["duplicate"] == 21 and dataset.report.duplicates_kept
     with Workspace() as workspace:
         report = workspace.ingest(cdnow_master_path)
         assert workspace.dataset.mapping.fields == {"customer_id": "customer_id", "order_ts": "date",
                                                     "quantity": "number_of_cds", "amount": "dollar_value"}
-        assert report.rows_in == 69_659 and report.rows_rejected["duplicate"] == 255
+        assert report.rows_in == 69_659 and report.rows_flagged["duplicate"] == 255
         assert report.rows_flagged["zero_price"] == 80
         assert workspace.query("dataset_totals").iloc[0]["customers"] == 23_570
+
+
+def test_cdnow_master_keeps_identical_rows_unless_switched(cdnow_master_path):
+    raw = _cdnow_master_frame(cdnow_master_path)
+    missing = raw["customer_id"].str.strip() == ""
+    bad_date = ~missing & pd.to_datetime(raw["date"], format="%Y%m%d", errors="coerce").isna()
+    quantity = pd.to_numeric(raw["number_of_cds"], errors="coerce")
+    amount = pd.to_numeric(raw["dollar_value"], errors="coerce")
+    bad_money = ~missing & ~bad_date & amount.isna()
+    other_reasons = missing | bad_date | bad_money
+    repeated = ~other_reasons & raw.duplicated(keep="first")
+    with Workspace() as workspace:
+        report = workspace.ingest(cdnow_master_path, options=IngestOptions(now=NOW))
+        assert report.rows_kept == len(raw) - other_reasons.sum()
+        assert report.rows_flagged["duplicate"] == repeated.sum() == 255
+        assert report.total_rejected == other_reasons.sum()
+        revenue = workspace.query("dataset_totals").iloc[0]["net_revenue"]
+        assert revenue == pytest.approx(amount[~other_reasons].sum(), rel=1e-9)
+        assert quantity[~other_reasons].notna().all()
+        report = workspace.ingest(cdnow_master_path, options=IngestOptions(keep_duplicates=False, now=NOW))
+        assert report.rows_rejected["duplicate"] == repeated.sum()
+        assert report.rows_kept == len(raw) - other_reasons.sum() - repeated.sum()
+
+
+def test_the_command_line_switch_and_its_report(tmp_path, capsys):
+    from clm_core.cli import main
+
+    upload = tmp_path / "basket.csv"
+    upload.write_text(BASKET)
+    assert main(["ingest", str(upload), "--db", str(tmp_path / "auto.duckdb")]) == 0
+    assert "Identical rows: kept as purchases. Decided from the file" in capsys.readouterr().out
+    assert main(["ingest", str(upload), "--db", str(tmp_path / "rejected.duckdb"), "--reject-duplicates",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows_rejected"]["duplicate"] == 3 and result["duplicate_reason"] == "Your choice."
+    with pytest.raises(SystemExit):
+        main(["ingest", str(upload), "--db", str(tmp_path / "x.duckdb"), "--keep-duplicates", "--reject-duplicates"])

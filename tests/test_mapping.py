@@ -7,6 +7,7 @@ import pytest
 
 from clm_core.errors import MappingError
 from clm_core.mapping import ColumnMapping, detect_date_format, detect_number_style, guess_mapping
+from tests.data.export_gallery import GALLERY
 
 
 def _frame(header: list[str], *rows: list[str]) -> pd.DataFrame:
@@ -42,6 +43,29 @@ def test_shopify_order_export():
     assert "amount" not in mapping.fields  # 'Total' is per order, not per line
     assert set(mapping.contacts) == {"Billing Name", "Phone"}
     assert mapping.date_format == "iso"
+
+
+@pytest.mark.parametrize("sample", GALLERY, ids=[sample.name for sample in GALLERY])
+def test_real_export_headers_get_the_mapping_a_careful_person_would_choose(sample):
+    assert guess_mapping(_frame(sample.header, sample.row)).fields == sample.expected
+
+
+def test_a_customer_name_is_the_customer_when_there_is_no_id_and_stays_a_contact():
+    (kaggle,) = [sample for sample in GALLERY if sample.name == "Kaggle sample sales"]
+    mapping = guess_mapping(_frame(kaggle.header, kaggle.row))
+    assert mapping.fields["customer_id"] == "CUSTOMERNAME"
+    assert mapping.fields["quantity"] == "QUANTITYORDERED"
+    assert "CUSTOMERNAME" in mapping.contacts and "PHONE" in mapping.contacts
+    mapping.validate(kaggle.header)
+
+
+def test_counts_and_calendar_parts_are_never_the_customer():
+    # No column says who bought: the guess must not fall back on a count, a price or a calendar part.
+    header = ["QTY_ORDERED", "UNIT_PRICE_EUR", "LINE_NUMBER", "QTR_ID", "MONTH_ID", "YEAR_ID", "ORDER_DATE",
+              "STORE"]
+    mapping = guess_mapping(_frame(header, ["3", "9.50", "1", "2", "4", "2021", "2021-04-03", "north"]))
+    assert mapping.fields["customer_id"] == "STORE"
+    assert "QTR_ID" not in mapping.fields.values()
 
 
 def test_headerless_cdnow_sample_by_content():

@@ -206,3 +206,56 @@ def test_a_damaged_workbook_gets_a_message(content):
     at = _upload(_app(), "broken.xlsx", content, XLSX)
     assert at.error
     assert "Excel" in at.error[0].value or "xlsx" in at.error[0].value
+
+
+# --- identical rows: decided from the file, one switch ------------------------------------------------------------
+BASKET_CSV = (b"Member_number,Date,itemDescription\n1808,21-07-2015,tropical fruit\n1808,21-07-2015,tropical fruit\n"
+              b"2552,05-01-2015,whole milk\n2552,05-01-2015,whole milk\n2552,05-01-2015,whole milk\n")
+ORDERS_CSV = SHOP_CSV + b"b,5,2021-03-20,25\n"
+
+
+def _duplicates_box(at: AppTest):
+    (box,) = [element for element in at.checkbox if element.label == "Keep identical rows as separate purchases"]
+    return box
+
+
+def test_identical_rows_in_a_basket_file_are_kept_and_the_decision_is_shown():
+    at = _upload(_app(), "groceries.csv", BASKET_CSV)
+    assert _duplicates_box(at).value is True
+    assert any("Suggested for identical rows: keep" in caption.value for caption in at.caption)
+    at.button(key="data_build").click().run()
+    assert not at.exception, at.exception
+    assert _metrics(at)["Rows kept"] == "5"
+    # 1808's second fruit, 2552's second and third milk.
+    assert any(caption.value.startswith("Identical rows: 3 kept as separate purchases. Decided from the file")
+               for caption in at.caption)
+
+    _duplicates_box(at).uncheck().run()
+    at.button(key="data_build").click().run()
+    assert not at.exception, at.exception
+    assert _metrics(at)["Rows kept"] == "2"
+    assert any(caption.value.startswith("Identical rows: 3 rejected as double exports. Your choice")
+               for caption in at.caption)
+
+
+def test_identical_rows_with_an_order_column_are_rejected_by_default():
+    at = _upload(_app(), "orders.csv", ORDERS_CSV)
+    assert _duplicates_box(at).value is False
+    at.button(key="data_build").click().run()
+    assert not at.exception, at.exception
+    assert _metrics(at)["Rows rejected"] == "1"
+    assert any(caption.value.startswith("Identical rows: 1 rejected as double exports. Decided from the file")
+               and "order column" in caption.value for caption in at.caption)
+
+
+def test_a_customer_known_by_name_is_offered_as_a_contact_column_too():
+    content = (b"ORDERNUMBER,QUANTITYORDERED,PRICEEACH,SALES,ORDERDATE,QTR_ID,CUSTOMERNAME,PHONE\n"
+               b"10107,30,95.7,2871,2/24/2003 0:00,1,Land of Toys Inc.,2125557818\n"
+               b"10121,34,81.35,2765.9,5/7/2003 0:00,2,Reims Collectables,26.47.1555\n")
+    at = _upload(_app(), "sales_data_sample.csv", content)
+    assert at.selectbox[0].value == "CUSTOMERNAME"  # Customer ID, the first field
+    contacts = [element for element in at.multiselect if element.label == "Contact columns"][0]
+    assert contacts.value == ["CUSTOMERNAME", "PHONE"]
+    at.button(key="data_build").click().run()
+    assert not at.exception, at.exception
+    assert _metrics(at)["Customers"] == "2"
