@@ -21,6 +21,7 @@ import time
 import uuid
 import weakref
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import duckdb
 import pandas as pd
@@ -301,29 +302,105 @@ def cached_cohorts(fingerprint: str, _ws: Workspace, period: str, definition: st
                         min_cohort_size=min_cohort_size)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def cached_clv_fit(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str, calibration_end):
-    """(customer summary, fitted models) for a dataset and settings; fitted once, shared by the page's views."""
-    from clm_core import clv
+class FitAttempt(NamedTuple):
+    """A CLV fit as the page met it: (summary, fitted models) or the user-facing error, and how long it took."""
 
-    summary = clv.customer_summary(_ws, unit=unit, calibration_end=calibration_end)
-    fitted = clv.fit_clv_models(summary, purchase_model=purchase_model, with_spend=_ws.dataset.has_money)
-    return summary, fitted
+    result: tuple | None
+    error: Exception | None
+    seconds: float
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_clv_fit_attempt(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str,
+                           calibration_end) -> FitAttempt:
+    """The fit of :func:`cached_clv_fit`, with a failure kept too: a model that does not converge is not tried
+    again on every rerun (a failed Pareto/NBD fit can take many seconds)."""
+    from clm_core import clv
+    from clm_core.errors import ClmError
+
+    started = time.perf_counter()
+    try:
+        summary = clv.customer_summary(_ws, unit=unit, calibration_end=calibration_end)
+        fitted = clv.fit_clv_models(summary, purchase_model=purchase_model, with_spend=_ws.dataset.has_money)
+    except ClmError as error:
+        return FitAttempt(None, error, time.perf_counter() - started)
+    return FitAttempt((summary, fitted), None, time.perf_counter() - started)
+
+
+def cached_clv_fit(fingerprint: str, ws: Workspace, purchase_model: str, unit: str, calibration_end):
+    """(customer summary, fitted models) for a dataset and settings; fitted once, shared by the page's views.
+    Raises the fit's :class:`ClmError` (kept in the cache, so a failure is not refitted)."""
+    attempt = cached_clv_fit_attempt(fingerprint, ws, purchase_model, unit, calibration_end)
+    if attempt.error is not None:
+        raise type(attempt.error)(*attempt.error.args)
+    return attempt.result
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_customer_table(fingerprint: str, _ws: Workspace) -> pd.DataFrame:
+    """The customer table at the end of the data, without attributes (first and last purchase, orders...)."""
+    from clm_core.customers import customer_table
+
+    return customer_table(_ws, attributes=False)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_export_customers(fingerprint: str, _ws: Workspace) -> pd.DataFrame:
+    """What the CLV export adds to the predictions (dates, orders, revenue, contact columns): one read per
+    dataset, so a new horizon or margin only re-scores."""
+    from clm_core.clv import export_customers
+
+    return export_customers(_ws)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_clv_scores(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str, horizon_months: int,
                       monthly_discount_rate: float, margin: float):
-    """The CLV forecast over the whole history (total, its interval), its per-customer predictions with
-    contact and segment columns."""
+    """The CLV forecast over the whole history (total, its interval); its ``scores`` are the per-customer
+    export table (:func:`clm_core.clv.customer_export`: contact columns, plain dates and counts, predictions,
+    model columns), highest CLV first."""
     from clm_core import clv
-    from clm_core.summary import with_customer_attributes
 
     summary, fitted = cached_clv_fit(fingerprint, _ws, purchase_model, unit, None)
     forecast = clv.predict_clv(summary, fitted, horizon_months=horizon_months,
                                monthly_discount_rate=monthly_discount_rate, margin=margin)
-    forecast.scores = with_customer_attributes(_ws, forecast.scores)
+    forecast.scores = clv.customer_export(_ws, summary, forecast.scores, cached_export_customers(fingerprint, _ws))
     return forecast
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_clv_download(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str, horizon_months: int,
+                        monthly_discount_rate: float, margin: float, file_format: str) -> bytes:
+    """The per-customer CLV file (``csv`` or ``xlsx``), built when first asked for and kept per dataset and
+    settings (the Excel file of 23,570 customers takes seconds)."""
+    from clm_core.export import to_csv_bytes, to_excel_bytes
+
+    scores = cached_clv_scores(fingerprint, _ws, purchase_model, unit, horizon_months, monthly_discount_rate,
+                               margin).scores
+    return to_csv_bytes(scores) if file_format == "csv" else to_excel_bytes({"customer_clv": scores})
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_probability_alive(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str) -> pd.DataFrame:
+    """The probability-alive grid (repeat purchases x time of the last purchase) of the whole-history fit."""
+    from clm_core.clv import probability_alive_matrix
+
+    summary, fitted = cached_clv_fit(fingerprint, _ws, purchase_model, unit, None)
+    return probability_alive_matrix(summary, fitted)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_customer_counts(fingerprint: str, _ws: Workspace) -> dict[str, int]:
+    """Customers in the data, those with only returns, and those whose every purchase returns cancelled: why the
+    CLV page scores fewer customers than the Data page counts."""
+    table = cached_customer_table(fingerprint, _ws)
+    bought = table["lines"] > table["return_lines"]
+    return {
+        "customers": len(table),
+        "with_purchases": int((table["purchase_days"] > 0).sum()),
+        "only_returns": int((~bought).sum()),
+        "all_cancelled": int((bought & (table["purchase_days"] == 0)).sum()),
+    }
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -335,9 +335,11 @@ def holdout_by_frequency_figure(table: pd.DataFrame, *, holdout_label: str) -> g
                    hovertemplate="%{x} repeat purchases before: %{y:.2f} actual (%{customdata:,} customers)<extra></extra>")
     figure.add_bar(x=table["frequency"], y=table["predicted"], name="Predicted", marker_color="#2c7fb8",
                    hovertemplate="%{x} repeat purchases before: %{y:.2f} predicted<extra></extra>")
-    figure.update_layout(title=f"Purchases per customer in the check period ({holdout_label})", barmode="group",
-                         xaxis_title="Repeat purchases in the calibration period",
-                         yaxis_title="Purchases per customer in the check period", **_LAYOUT)
+    # The dates on a second line: on one line the title ran past a half-width chart and was cut off.
+    figure.update_layout(title=f"Purchases per customer in the check period<br><sup>{_plain(holdout_label)}</sup>",
+                         barmode="group", xaxis_title="Repeat purchases in the calibration period",
+                         yaxis_title="Purchases per customer, check period", **{**_LAYOUT, "margin": dict(
+                             l=10, r=10, t=70, b=10)})
     figure.update_xaxes(type="category")
     return figure
 

@@ -91,14 +91,16 @@ def _ingest(args: argparse.Namespace) -> dict:
         fields = {**mapping.fields, **overrides}
         fields = {name: column for name, column in fields.items() if column}
         segments = [c for c in (args.segment or mapping.segments) if c not in fields.values()]
-        contacts = [c for c in (args.contact or mapping.contacts) if c not in fields.values()]
+        # A customer known by name may stay a contact column; no other mapped column can.
+        other_fields = [column for name, column in fields.items() if name != schema.CUSTOMER_ID]
+        contacts = [c for c in (args.contact or mapping.contacts) if c not in other_fields]
         date_format = args.date_format or mapping.date_format
         if args.dayfirst and date_format == "mdy":
             date_format = "dmy"
         mapping = replace(mapping, fields=fields, segments=segments, contacts=contacts, date_format=date_format,
                           number_style="comma" if args.decimal_comma else mapping.number_style)
         options = IngestOptions(drop_returns=args.drop_returns, drop_zero_price=args.drop_zero_price,
-                                keep_duplicates=args.keep_duplicates)
+                                keep_duplicates=args.duplicates)
         report = workspace.build(staged, mapping, options)
         summary = dataset_summary(workspace)
     return {
@@ -110,6 +112,8 @@ def _ingest(args: argparse.Namespace) -> dict:
         "rows_kept": report.rows_kept,
         "rows_rejected": report.rows_rejected,
         "rows_flagged": report.rows_flagged,
+        "duplicates_kept": report.duplicates_kept,
+        "duplicate_reason": report.duplicate_reason,
         "customers": summary.customers,
         "orders": summary.orders,
         "revenue": summary.net_revenue,
@@ -133,6 +137,8 @@ def _print_ingest(result: dict) -> None:
     for flag, count in result["rows_flagged"].items():
         if count:
             print(f"  flagged   {count:>10,}  {flag} (kept)")
+    verdict = "kept as purchases" if result["duplicates_kept"] else "rejected as double exports"
+    print(f"Identical rows: {verdict}. {result['duplicate_reason']}")
     revenue = "n/a (no amount column)" if result["revenue"] is None else f"{result['revenue']:,.2f}"
     print(f"Customers: {result['customers']:,}   orders: {result['orders']:,}   net revenue: {revenue}")
     print(f"Dates: {result['first_date'][:10]} to {result['last_date'][:10]}")
@@ -220,7 +226,6 @@ def _clv(args: argparse.Namespace) -> dict:
     from clm_core.clv_diagnostics import diagnose
     from clm_core.errors import DataRangeError
     from clm_core.export import write_table
-    from clm_core.summary import with_customer_attributes
 
     if args.horizon_months < 1:
         raise ClmError("--horizon-months must be at least 1.")
@@ -270,7 +275,7 @@ def _clv(args: argparse.Namespace) -> dict:
             result["clv_interval_level"] = forecast.level
             result["clv_top_10pct_share"] = clv.value_concentration(scores["clv"])[0.1]
         if args.out:
-            write_table(with_customer_attributes(workspace, scores), args.out)
+            write_table(clv.customer_export(workspace, summary, scores), args.out)
             result["out"] = str(args.out)
     return result
 
@@ -395,8 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--decimal-comma", action="store_true", help="numbers are written 1.234,50")
     ingest.add_argument("--drop-returns", action="store_true", help="reject returns instead of netting them")
     ingest.add_argument("--drop-zero-price", action="store_true", help="reject zero-price lines")
-    ingest.add_argument("--keep-duplicates", action="store_true",
-                        help="keep exact duplicate rows as separate purchases (flagged) instead of rejecting them")
+    duplicates = ingest.add_mutually_exclusive_group()
+    duplicates.add_argument("--keep-duplicates", dest="duplicates", action="store_const", const=True,
+                            help="keep identical rows as separate purchases (flagged); by default this is decided "
+                                 "from the file: rejected when it has an order or line id, kept otherwise")
+    duplicates.add_argument("--reject-duplicates", dest="duplicates", action="store_const", const=False,
+                            help="reject identical rows as double exports")
     ingest.add_argument("--sheet", action="append", metavar="NAME",
                         help="Excel: the sheet to load (repeat to stack sheets with the same columns; default: the "
                              "first)")
@@ -432,7 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     clv.add_argument("--horizon-months", type=int, default=12, help="CLV horizon in months (default 12)")
     clv.add_argument("--discount-rate", type=float, default=0.01, help="monthly discount rate (default 0.01)")
     clv.add_argument("--margin", type=float, default=1.0, help="gross margin as a fraction (default 1: revenue)")
-    clv.add_argument("--out", help="write per-customer predictions (.csv or .xlsx), with contact columns")
+    clv.add_argument("--out", help="write per-customer predictions (.csv or .xlsx): contact columns, first and "
+                                   "last purchase date, days since last purchase, orders, revenue, the predictions, "
+                                   "and the model's inputs as model_repeat_purchase_days, "
+                                   "model_<unit>s_first_to_last_purchase (the model's recency: NOT the time since "
+                                   "the last purchase), model_<unit>s_first_purchase_to_end (T) and "
+                                   "model_average_repeat_order_value")
     clv.add_argument("--json", action="store_true")
     clv.set_defaults(run=_clv, show=_print_clv)
 

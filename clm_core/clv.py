@@ -74,6 +74,10 @@ __all__ = [
     "tracking_curve",
     "probability_alive_matrix",
     "value_concentration",
+    "EXPORT_COLUMNS",
+    "export_table",
+    "customer_export",
+    "export_customers",
 ]
 
 MODELS = {"bgnbd": "BG/NBD", "pareto": "Pareto/NBD", "gg": "Gamma-Gamma"}
@@ -490,3 +494,90 @@ def value_concentration(clv: pd.Series, shares: tuple[float, ...] = (0.1, 0.2)) 
         count = max(1, int(np.ceil(share * len(values))))
         result[share] = float(values[:count].sum() / total) if total > 0 else float("nan")
     return result
+
+
+# --- the per-customer export ---------------------------------------------------------------------------------
+def _model_columns(unit: str) -> dict[str, str]:
+    """The model's inputs under names that say what they measure (``recency`` reads as "since the last
+    purchase", which it is not: it runs from the first purchase to the last)."""
+    return {
+        "frequency": "model_repeat_purchase_days",
+        "recency": f"model_{unit}s_first_to_last_purchase",
+        "T": f"model_{unit}s_first_purchase_to_end",
+        "monetary_value": "model_average_repeat_order_value",
+    }
+
+
+FACT_COLUMNS = ["customer_id", "first_purchase", "last_purchase", "recency_days", "orders", "revenue"]
+EXPORT_COLUMNS = {
+    "first_purchase_date": "Day of the customer's first purchase (purchases cancelled in full by returns do not "
+                           "count).",
+    "last_purchase_date": "Day of the customer's last purchase, on the same rule.",
+    "days_since_last_purchase": "Days from the last purchase to the last day of the data the model saw.",
+    "orders": "Purchase orders, on the purchase days kept after returns.",
+    "revenue": "Net revenue: every purchase less every return, in the file's currency.",
+    "probability_alive": "Probability the customer has not silently left (0 to 1).",
+    "expected_purchases": "Purchase days the model expects over the horizon.",
+    "expected_order_value": "Expected value of one purchase day (Gamma-Gamma).",
+    "clv": "Predicted lifetime value over the horizon: margin x expected order value x discounted purchases.",
+    "clv_low": "Low end of the CLV interval (uncertainty of the model's parameters).",
+    "clv_high": "High end of the CLV interval.",
+    "model_repeat_purchase_days": "The model's frequency: purchase days after the first.",
+    "model_<unit>s_first_to_last_purchase": "The model's recency: time from the first purchase to the last, in "
+                                            "the time unit (NOT the time since the last purchase).",
+    "model_<unit>s_first_purchase_to_end": "The model's T: time from the first purchase to the end of the data "
+                                           "the model saw, in the time unit.",
+    "model_average_repeat_order_value": "Mean value of the repeat purchase days worth more than nothing (the "
+                                        "spend model's input); empty for customers with none.",
+}
+
+
+def export_table(scores: pd.DataFrame, customers: pd.DataFrame, *, unit: str, with_revenue: bool = True
+                 ) -> pd.DataFrame:
+    """The per-customer CLV table for campaigns, highest CLV first: ``customer_id``, the plain columns
+    (``first_purchase_date``, ``last_purchase_date`` as dates, ``days_since_last_purchase``, ``orders``,
+    ``revenue`` when ``with_revenue``), the predictions, then the model's inputs renamed so they cannot be
+    misread (see :data:`EXPORT_COLUMNS`; ``<unit>`` is ``week`` or ``day``).
+
+    ``scores`` are :func:`predict_clv`'s; ``customers`` holds :data:`FACT_COLUMNS` of the customer table
+    (:func:`clm_core.customers.customer_table`) as of the summary's observation end, whose ``recency_days`` is
+    the days since the last purchase; any other column of it (contact, segment) is carried after the id.
+    """
+    missing = [column for column in FACT_COLUMNS if column not in customers.columns]
+    if missing:
+        raise ValueError(f"Required column {missing[0]} missing")
+    carried = [column for column in customers.columns if column not in FACT_COLUMNS]  # contacts, segments
+    facts = pd.DataFrame({
+        "customer_id": customers["customer_id"],
+        **{column: customers[column] for column in carried},
+        "first_purchase_date": customers["first_purchase"].dt.date,
+        "last_purchase_date": customers["last_purchase"].dt.date,
+        "days_since_last_purchase": customers["recency_days"].astype("Int64"),
+        "orders": customers["orders"],
+    })
+    if with_revenue:
+        facts["revenue"] = customers["revenue"]
+    model = _model_columns(unit)
+    predictions = [column for column in scores.columns if column != "customer_id" and column not in model]
+    table = scores[["customer_id", *predictions, *[c for c in model if c in scores.columns]]].rename(columns=model)
+    merged = table.merge(facts, on="customer_id", how="left", validate="one_to_one")
+    plain = [column for column in facts.columns if column != "customer_id"]
+    return merged[["customer_id", *plain, *[c for c in table.columns if c != "customer_id"]]]
+
+
+def customer_export(workspace: Workspace, summary: CustomerSummary, scores: pd.DataFrame,
+                    customers: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`export_table` for the customers of ``summary``, with the contact and segment columns of the file
+    after the id; ``customers`` is :func:`export_customers` as of the summary's observation end (read when
+    None)."""
+    if customers is None:
+        customers = export_customers(workspace, summary.observation_end)
+    return export_table(scores, customers, unit=summary.unit, with_revenue=workspace.dataset.has_money)
+
+
+def export_customers(workspace: Workspace, as_of: date | None = None) -> pd.DataFrame:
+    """:data:`FACT_COLUMNS` of the customer table as of ``as_of`` with the file's contact and segment columns
+    after the id: what :func:`export_table` adds to the predictions (the same for every CLV setting)."""
+    from clm_core.summary import with_customer_attributes
+
+    return with_customer_attributes(workspace, customer_table(workspace, as_of, attributes=False)[FACT_COLUMNS])

@@ -1,9 +1,7 @@
 """CLV page: a calculator anyone can use, predictive CLV per customer, and an honest check of the prediction."""
 
-import time
 from datetime import timedelta
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -18,10 +16,9 @@ from clm_core.charts import (
     tracking_figure,
     value_concentration_figure,
 )
-from clm_core.clv import MODELS, PURCHASE_MODELS, default_calibration_end, probability_alive_matrix, value_concentration
+from clm_core.clv import MODELS, PURCHASE_MODELS, default_calibration_end, value_concentration
 from clm_core.clv_calculator import FORMULA, CalculatorInputs, calculate, sensitivity, sensitivity_axes
-from clm_core.errors import ClmError
-from clm_core.export import to_csv_bytes, to_excel_bytes
+from clm_core.errors import ClmError, ConvergenceError
 
 st.title("Customer lifetime value")
 st.write("What is a customer worth? Use the **calculator** with your own assumptions, or let the models "
@@ -67,7 +64,9 @@ def _prefill_line(figure) -> str:
 
 
 # --- calculator ------------------------------------------------------------------------------------------
-with calculator_tab:
+@st.fragment
+def _calculator() -> None:
+    """The calculator: a fragment, so changing one of its inputs reruns only it, not the models' tabs."""
     st.caption("No data needed: enter what you know about an average customer.")
     prefilled = []
     if dataset is not None:
@@ -142,7 +141,15 @@ with calculator_tab:
             column: st.column_config.NumberColumn(format="%.2f") for column in shown.columns if column != "Year"})
 
 
+with calculator_tab:
+    _calculator()
+
+
 # --- predictive CLV ------------------------------------------------------------------------------------
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_TRY = {"bgnbd": "Pareto/NBD", "pareto": "BG/NBD"}
+
+
 def _model_settings(prefix: str, container) -> tuple[str, str]:
     left, right = container.columns(2)
     purchase_model = left.radio(
@@ -155,15 +162,54 @@ def _model_settings(prefix: str, container) -> tuple[str, str]:
     return purchase_model, unit
 
 
-def _fit_with_progress(purchase_model: str, unit: str, calibration_end):
-    """Fit (or fetch from the cache) with a status box naming each step."""
-    label = f"{MODELS[purchase_model]}" + (" and Gamma-Gamma" if dataset.has_money else "")
-    with st.status(f"Fitting {label}...", expanded=False) as status:
-        started = time.perf_counter()
-        status.write("Summarising each customer's purchases and fitting by maximum likelihood...")
-        fitted = app_state.cached_clv_fit(dataset.fingerprint, ws, purchase_model, unit, calibration_end)
-        status.update(label=f"{label} fitted in {time.perf_counter() - started:.1f} s", state="complete")
-    return fitted
+def _fit(purchase_model: str, unit: str, calibration_end=None):
+    """Fit (or fetch from the cache) under a spinner; a model that does not converge gives way to the other
+    purchase model, with a warning saying so. Returns (attempt, purchase model used), or (None, None) after
+    saying what went wrong and what to try."""
+    label = MODELS[purchase_model] + (" and Gamma-Gamma" if dataset.has_money else "")
+    with st.spinner(f"Fitting {label} to your data (a new computation; kept for the next change)..."):
+        attempt = app_state.cached_clv_fit_attempt(dataset.fingerprint, ws, purchase_model, unit, calibration_end)
+    if attempt.error is None:
+        return attempt, purchase_model
+    if isinstance(attempt.error, ConvergenceError):
+        other = "pareto" if purchase_model == "bgnbd" else "bgnbd"
+        with st.spinner(f"{MODELS[purchase_model]} could not be fitted; trying {MODELS[other]}..."):
+            fallback = app_state.cached_clv_fit_attempt(dataset.fingerprint, ws, other, unit, calibration_end)
+        if fallback.error is None:
+            st.warning(f"**{MODELS[purchase_model]} could not be fitted to this data**: "
+                       f"{app_state.plain(attempt.error)} Showing **{MODELS[other]}** instead, which could. To try "
+                       f"{MODELS[purchase_model]} again, switch the time unit, or load a longer stretch of data.",
+                       icon="⚠️")
+            return fallback, other
+        st.error(f"**Neither purchase model could be fitted to this data.** {app_state.plain(attempt.error)} "
+                 "What to try: switch the time unit (days or weeks), load a longer stretch of data, or check on "
+                 "the Data page that customer ids and dates were read as you expect. The calculator still works.")
+        return None, None
+    st.error(app_state.plain(attempt.error))
+    return None, None
+
+
+def _fitted_caption(attempt, purchase_model: str) -> None:
+    summary, fitted = attempt.result
+    label = MODELS[purchase_model] + (" and Gamma-Gamma" if fitted.spend is not None else "")
+    st.caption(f"{label} fitted on {len(summary.frame):,} customers in {attempt.seconds:.1f} s; kept for this "
+               "dataset and these settings, so other changes only re-score.")
+
+
+def _count_note(scored: int) -> None:
+    """Why the page scores fewer customers than the Data page counts, when it does."""
+    counts = app_state.cached_customer_counts(dataset.fingerprint, ws)
+    if counts["customers"] == scored:
+        return
+    reasons = []
+    if counts["only_returns"]:
+        reasons.append(f"{counts['only_returns']:,} {'has' if counts['only_returns'] == 1 else 'have'} only returns")
+    if counts["all_cancelled"]:
+        reasons.append(f"{counts['all_cancelled']:,} {'more ' if reasons else ''}had every purchase cancelled by "
+                       "returns")
+    because = " and ".join(reasons) if reasons else "some have no purchase"
+    st.caption(f"ℹ️ {scored:,} of the {counts['customers']:,} customers on the Data page are scored: {because}, so "
+               "the models have no purchase to predict from.")
 
 
 def _parameters_table(fitted) -> pd.DataFrame:
@@ -181,91 +227,117 @@ def _parameters_table(fitted) -> pd.DataFrame:
                                        "What it describes"])
 
 
+_SHOWN = {
+    "customer_id": "Customer", "first_purchase_date": "First purchase", "last_purchase_date": "Last purchase",
+    "days_since_last_purchase": "Days since last purchase", "orders": "Orders", "revenue": "Revenue (net)",
+    "probability_alive": "P(active)", "expected_order_value": "Expected order value",
+}
+
+
+@st.fragment
+def _predictive() -> None:
+    """Predictive CLV: a fragment, so its settings rerun only this tab. A new model or time unit refits (a new
+    computation, under a spinner); horizon, discount rate and margin only re-score."""
+    purchase_model, unit = _model_settings("clv_pred", st)
+    row = st.columns(3)
+    horizon = row[0].slider("Horizon (months)", 1, 60, 12, key="clv_pred_horizon",
+                            help="How far ahead to count each customer's purchases and value.")
+    monthly_discount = row[1].number_input(
+        "Monthly discount rate (%)", min_value=0.0, max_value=10.0, value=1.0, step=0.25, key="clv_pred_discount",
+        help="Money next month is worth this much less than today; 1 % a month is about 12.7 % a year.")
+    margin_pct = row[2].number_input("Gross margin (%)", min_value=1.0, max_value=100.0, value=100.0, step=5.0,
+                                     key="clv_pred_margin",
+                                     help="100 % gives CLV in revenue; set your margin for CLV in profit.")
+    attempt, used = _fit(purchase_model, unit)
+    if attempt is None:
+        return
+    summary, fitted = attempt.result
+    settings = (dataset.fingerprint, ws, used, unit, int(horizon), monthly_discount / 100, margin_pct / 100)
+    with st.spinner("Scoring every customer..."):
+        forecast = app_state.cached_clv_scores(*settings)
+    scores = forecast.scores
+    _fitted_caption(attempt, used)
+    for note in fitted.notes:
+        st.caption("ℹ️ " + app_state.plain(note))
+    cells = st.columns(4)
+    cells[0].metric("Customers scored", f"{len(scores):,}",
+                    help="Customers with at least one purchase day left after returns.")
+    cells[1].metric(f"Expected purchases, next {horizon} months", f"{scores['expected_purchases'].sum():,.0f}",
+                    help="Sum over customers of the purchase days the model expects.")
+    cells[2].metric("Likely still active", f"{scores['probability_alive'].mean():.0%}",
+                    help="Average probability that a customer has not silently left.")
+    _count_note(len(scores))
+    if "clv" in scores:
+        shares = value_concentration(scores["clv"])
+        interval = forecast.total_interval
+        cells[3].metric(f"Predicted CLV, next {horizon} months", app_state.money(forecast.total),
+                        help=f"Total over all customers; average {scores['clv'].mean():,.2f} per customer. "
+                             f"The top 10 % hold {shares[0.1]:.0%} of it, the top 20 % {shares[0.2]:.0%}.")
+        if interval is not None:
+            st.caption(f"Total CLV: {forecast.level:.0%} interval {app_state.money(interval[0])} to "
+                       f"{app_state.money(interval[1])}. It reflects how precisely the models' parameters are "
+                       "known from your data; each customer's own interval is in the download (CLV low / "
+                       "high). It does not cover changes in your business, or each customer's own luck.")
+        st.caption("Returns are netted first: a purchase sent back in full (same product, same customer, the "
+                   "latest purchase before the return) is not a purchase; a partly returned one counts at "
+                   "what was kept. Customers with no repeat purchase are given the average customer's order "
+                   "value. Customers who bought again only at no charge get an expected order value, and so "
+                   "a CLV, of 0: the spend model only describes positive orders, and the average would "
+                   "overstate them.")
+        left, right = st.columns(2)
+        left.plotly_chart(clv_distribution_figure(scores["clv"], horizon_months=int(horizon)),
+                          key="clv_pred_distribution")
+        right.plotly_chart(value_concentration_figure(scores["clv"]), key="clv_pred_concentration")
+        if scores["clv_low"].notna().any():
+            st.plotly_chart(clv_interval_figure(scores, horizon_months=int(horizon), level=forecast.level),
+                            key="clv_pred_interval")
+    else:
+        st.info("This dataset has no amount column, so CLV in money cannot be computed; the purchase "
+                "predictions and the probability of being active below still work.")
+    alive = app_state.cached_probability_alive(dataset.fingerprint, ws, used, unit)
+    st.plotly_chart(probability_alive_figure(alive, unit=unit), key="clv_pred_alive")
+    st.caption(f"For a customer whose first purchase was {summary.frame['T'].max():,.0f} {unit}s before the "
+               "end of the data. Many purchases with none lately (bottom left) means the customer has "
+               "probably left.")
+    st.subheader("Top customers")
+    model_names = {
+        "model_repeat_purchase_days": "Repeat purchase days (model)",
+        f"model_{unit}s_first_to_last_purchase": f"{unit.title()}s from first to last purchase (model)",
+        f"model_{unit}s_first_purchase_to_end": f"{unit.title()}s since first purchase (model)",
+        "model_average_repeat_order_value": "Average repeat order (model)",
+        "expected_purchases": f"Purchases next {horizon} months", "clv": f"CLV next {horizon} months",
+        "clv_low": f"CLV low ({forecast.level:.0%})", "clv_high": f"CLV high ({forecast.level:.0%})",
+    }
+    st.dataframe(scores.head(50).rename(columns={**_SHOWN, **model_names}), hide_index=True, column_config={
+        "P(active)": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+    st.caption("Days since last purchase count to the last day of your data. The model columns follow the "
+               f"CLV literature: {unit}s from the first purchase to the last (the model's 'recency', not the time "
+               f"since the last purchase) and {unit}s from the first purchase to the end of the data.")
+    a, b = st.columns(2)
+    a.download_button("Per-customer CLV (CSV)", data=lambda: app_state.cached_clv_download(*settings, "csv"),
+                      file_name="customer_clv.csv", mime="text/csv", key="clv_pred_dl_csv", on_click="ignore",
+                      help="Every customer with the contact columns of your file, first and last purchase, days "
+                           "since the last purchase, orders, revenue and the predictions, for campaigns. Built "
+                           "when you click.")
+    a.caption(f"{len(scores):,} customers")
+    b.download_button("Per-customer CLV (Excel)", data=lambda: app_state.cached_clv_download(*settings, "xlsx"),
+                      file_name="customer_clv.xlsx", mime=XLSX, key="clv_pred_dl_xlsx", on_click="ignore",
+                      help="The same table as an Excel workbook, built when you click (a few seconds for tens of "
+                           "thousands of customers).")
+    with st.expander("Model parameters"):
+        st.dataframe(_parameters_table(fitted), hide_index=True)
+        st.caption(f"Fitted by maximum likelihood on {fitted.purchase.n_customers_:,} customers; time in "
+                   f"{unit}s. Log-likelihood {fitted.purchase.log_likelihood_:,.1f}. Standard errors come "
+                   "from the curvature of the likelihood at the estimate; the 95 % range is where the true "
+                   "value most likely lies. A blank standard error means the data say nothing about that "
+                   "parameter (see the Model check tab).")
+
+
 with predictive_tab:
     if dataset is None:
         st.info("Load data on the **Data** page to predict each customer's value.")
     else:
-        purchase_model, unit = _model_settings("clv_pred", st)
-        row = st.columns(3)
-        horizon = row[0].slider("Horizon (months)", 1, 60, 12, key="clv_pred_horizon",
-                                help="How far ahead to count each customer's purchases and value.")
-        monthly_discount = row[1].number_input(
-            "Monthly discount rate (%)", min_value=0.0, max_value=10.0, value=1.0, step=0.25, key="clv_pred_discount",
-            help="Money next month is worth this much less than today; 1 % a month is about 12.7 % a year.")
-        margin_pct = row[2].number_input("Gross margin (%)", min_value=1.0, max_value=100.0, value=100.0, step=5.0,
-                                         key="clv_pred_margin",
-                                         help="100 % gives CLV in revenue; set your margin for CLV in profit.")
-        try:
-            summary, fitted = _fit_with_progress(purchase_model, unit, None)
-            with st.spinner("Scoring every customer..."):
-                forecast = app_state.cached_clv_scores(dataset.fingerprint, ws, purchase_model, unit, int(horizon),
-                                                       monthly_discount / 100, margin_pct / 100)
-                scores = forecast.scores
-        except ClmError as error:
-            st.error(app_state.plain(error))
-        else:
-            for note in fitted.notes:
-                st.caption("ℹ️ " + app_state.plain(note))
-            cells = st.columns(4)
-            cells[0].metric("Customers scored", f"{len(scores):,}")
-            cells[1].metric(f"Expected purchases, next {horizon} months", f"{scores['expected_purchases'].sum():,.0f}",
-                            help="Sum over customers of the purchases the model expects.")
-            cells[2].metric("Likely still active", f"{scores['probability_alive'].mean():.0%}",
-                            help="Average probability that a customer has not silently left.")
-            if "clv" in scores:
-                shares = value_concentration(scores["clv"])
-                interval = forecast.total_interval
-                cells[3].metric(f"Predicted CLV, next {horizon} months", app_state.money(forecast.total),
-                                help=f"Total over all customers; average {scores['clv'].mean():,.2f} per customer. "
-                                     f"The top 10 % hold {shares[0.1]:.0%} of it, the top 20 % {shares[0.2]:.0%}.")
-                if interval is not None:
-                    st.caption(f"Total CLV: {forecast.level:.0%} interval {app_state.money(interval[0])} to "
-                               f"{app_state.money(interval[1])}. It reflects how precisely the models' parameters are "
-                               "known from your data; each customer's own interval is in the download (CLV low / "
-                               "high). It does not cover changes in your business, or each customer's own luck.")
-                st.caption("Returns are netted first: a purchase sent back in full (same product, same customer, the "
-                           "latest purchase before the return) is not a purchase; a partly returned one counts at "
-                           "what was kept. Customers with no repeat purchase are given the average customer's order "
-                           "value. Customers who bought again only at no charge get an expected order value, and so "
-                           "a CLV, of 0: the spend model only describes positive orders, and the average would "
-                           "overstate them.")
-                left, right = st.columns(2)
-                left.plotly_chart(clv_distribution_figure(scores["clv"], horizon_months=int(horizon)),
-                                  key="clv_pred_distribution")
-                right.plotly_chart(value_concentration_figure(scores["clv"]), key="clv_pred_concentration")
-                if scores["clv_low"].notna().any():
-                    st.plotly_chart(clv_interval_figure(scores, horizon_months=int(horizon), level=forecast.level),
-                                    key="clv_pred_interval")
-            else:
-                st.info("This dataset has no amount column, so CLV in money cannot be computed; the purchase "
-                        "predictions and the probability of being active below still work.")
-            st.plotly_chart(probability_alive_figure(probability_alive_matrix(summary, fitted), unit=unit),
-                            key="clv_pred_alive")
-            st.caption(f"For a customer whose first purchase was {summary.frame['T'].max():,.0f} {unit}s before the "
-                       "end of the data. Many purchases with none lately (bottom left) means the customer has "
-                       "probably left.")
-            st.subheader("Top customers")
-            top = scores.head(50).rename(columns={
-                "customer_id": "Customer", "frequency": "Repeat purchases", "recency": f"Last purchase ({unit}s after first)",
-                "T": f"Customer for ({unit}s)", "monetary_value": "Average repeat order",
-                "probability_alive": "P(active)", "expected_purchases": f"Purchases next {horizon} months",
-                "expected_order_value": "Expected order value", "clv": f"CLV next {horizon} months",
-                "clv_low": f"CLV low ({forecast.level:.0%})", "clv_high": f"CLV high ({forecast.level:.0%})"})
-            st.dataframe(top, hide_index=True, column_config={
-                "P(active)": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
-            a, b = st.columns(2)
-            a.download_button("Per-customer CLV (CSV)", to_csv_bytes(scores), "customer_clv.csv", "text/csv",
-                              key="clv_pred_dl_csv", help="Every customer with contact columns, for campaigns.")
-            a.caption(f"{len(scores):,} customers")
-            b.download_button("Per-customer CLV (Excel)", to_excel_bytes({"customer_clv": scores}), "customer_clv.xlsx",
-                              "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key="clv_pred_dl_xlsx")
-            with st.expander("Model parameters"):
-                st.dataframe(_parameters_table(fitted), hide_index=True)
-                st.caption(f"Fitted by maximum likelihood on {fitted.purchase.n_customers_:,} customers; time in "
-                           f"{unit}s. Log-likelihood {fitted.purchase.log_likelihood_:,.1f}. Standard errors come "
-                           "from the curvature of the likelihood at the estimate; the 95 % range is where the true "
-                           "value most likely lies. A blank standard error means the data say nothing about that "
-                           "parameter (see the Model check tab).")
+        _predictive()
 
 
 # --- model check -----------------------------------------------------------------------------------------
@@ -273,7 +345,8 @@ def _show_diagnostics(purchase_model: str, unit: str) -> None:
     """The checks of the fit behind the predictions (all of your data), a warning for each that fails."""
     st.subheader("Can these predictions be trusted?")
     try:
-        findings = app_state.cached_clv_diagnostics(dataset.fingerprint, ws, purchase_model, unit)
+        with st.spinner("Checking the fit..."):
+            findings = app_state.cached_clv_diagnostics(dataset.fingerprint, ws, purchase_model, unit)
     except ClmError as error:
         st.error(app_state.plain(error))
         return
@@ -284,51 +357,61 @@ def _show_diagnostics(purchase_model: str, unit: str) -> None:
         else:
             st.warning(text, icon="⚠️")
     st.caption("Checks of the models fitted on all of your data, the ones behind the Predictive CLV tab.")
+
+
+@st.fragment
+def _check() -> None:
+    """The model check: a fragment, so its settings rerun only this tab."""
+    st.write("The model is fitted on purchases up to the **calibration end** only; its predictions for the "
+             "period after are then compared with what customers really did.")
+    purchase_model, unit = _model_settings("clv_check", st)
+    attempt, used = _fit(purchase_model, unit)
+    if attempt is not None:
+        _show_diagnostics(used, unit)
     st.subheader("Predictions against what happened")
+    summary_all = app_state.cached_summary(dataset.fingerprint, ws)
+    first, last = summary_all.first_date.date(), summary_all.last_date.date()
+    if first >= last - timedelta(days=1):
+        st.warning("Your data cover less than two days, too short for a check.")
+        return
+    calibration_end = st.date_input(
+        "Calibration end", value=default_calibration_end(first, last), min_value=first,
+        max_value=last - timedelta(days=1), key="clv_check_end", format="DD/MM/YYYY",
+        help="Purchases up to and including this day train the model; the rest is the check period. "
+             "The middle of your data is a good start.")
+    attempt, used = _fit(purchase_model, unit, calibration_end)
+    if attempt is None:
+        return
+    try:
+        with st.spinner("Comparing predictions with the check period..."):
+            check = app_state.cached_clv_check(dataset.fingerprint, ws, used, unit, calibration_end)
+    except ClmError as error:
+        st.error(app_state.plain(error))
+        return
+    totals, summary = check["totals"], check["summary"]
+    holdout = f"{calibration_end + timedelta(days=1):%d %b %Y} to {summary.data_end:%d %b %Y}"
+    cells = st.columns(4)
+    cells[0].metric("Repeat purchases in the check period", f"{totals['actual']:,.0f}",
+                    help=f"What the {len(summary.frame):,} customers acquired by the calibration end "
+                         f"really did, {holdout}.")
+    cells[1].metric("Predicted", f"{totals['predicted']:,.0f}",
+                    delta=f"{totals['error']:+.1%} vs actual", delta_color="off")
+    if check["spend"] is not None:
+        spend = check["spend"]
+        cells[2].metric("Average purchase value, actual", app_state.money(spend["actual"], 2))
+        cells[3].metric("Predicted", app_state.money(spend["predicted"], 2),
+                        delta=f"{spend['error']:+.1%} vs actual", delta_color="off")
+    left, right = st.columns(2)
+    left.plotly_chart(tracking_figure(check["tracking"], calibration_end), key="clv_check_tracking")
+    right.plotly_chart(holdout_by_frequency_figure(check["by_frequency"], holdout_label=holdout),
+                       key="clv_check_frequency")
+    st.caption("Bars close to each other mean the model ranks customers well: those who bought more "
+               "before also buy more after. A tracking line that bends away in the check period means "
+               "the total is off.")
 
 
 with check_tab:
     if dataset is None:
         st.info("Load data on the **Data** page to check the predictions.")
     else:
-        st.write("The model is fitted on purchases up to the **calibration end** only; its predictions for the "
-                 "period after are then compared with what customers really did.")
-        purchase_model, unit = _model_settings("clv_check", st)
-        _show_diagnostics(purchase_model, unit)
-        summary_all = app_state.cached_summary(dataset.fingerprint, ws)
-        first, last = summary_all.first_date.date(), summary_all.last_date.date()
-        if first >= last - timedelta(days=1):
-            st.warning("Your data cover less than two days, too short for a check.")
-        else:
-            calibration_end = st.date_input(
-                "Calibration end", value=default_calibration_end(first, last), min_value=first,
-                max_value=last - timedelta(days=1), key="clv_check_end", format="DD/MM/YYYY",
-                help="Purchases up to and including this day train the model; the rest is the check period. "
-                     "The middle of your data is a good start.")
-            try:
-                _fit_with_progress(purchase_model, unit, calibration_end)
-                with st.spinner("Comparing predictions with the check period..."):
-                    check = app_state.cached_clv_check(dataset.fingerprint, ws, purchase_model, unit, calibration_end)
-            except ClmError as error:
-                st.error(app_state.plain(error))
-            else:
-                totals, summary = check["totals"], check["summary"]
-                holdout = f"{calibration_end + timedelta(days=1):%d %b %Y} to {summary.data_end:%d %b %Y}"
-                cells = st.columns(4)
-                cells[0].metric("Repeat purchases in the check period", f"{totals['actual']:,.0f}",
-                                help=f"What the {len(summary.frame):,} customers acquired by the calibration end "
-                                     f"really did, {holdout}.")
-                cells[1].metric("Predicted", f"{totals['predicted']:,.0f}",
-                                delta=f"{totals['error']:+.1%} vs actual", delta_color="off")
-                if check["spend"] is not None:
-                    spend = check["spend"]
-                    cells[2].metric("Average purchase value, actual", app_state.money(spend["actual"], 2))
-                    cells[3].metric("Predicted", app_state.money(spend["predicted"], 2),
-                                    delta=f"{spend['error']:+.1%} vs actual", delta_color="off")
-                left, right = st.columns(2)
-                left.plotly_chart(tracking_figure(check["tracking"], calibration_end), key="clv_check_tracking")
-                right.plotly_chart(holdout_by_frequency_figure(check["by_frequency"], holdout_label=holdout),
-                                   key="clv_check_frequency")
-                st.caption("Bars close to each other mean the model ranks customers well: those who bought more "
-                           "before also buy more after. A tracking line that bends away in the check period means "
-                           "the total is off.")
+        _check()

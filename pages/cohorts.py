@@ -99,7 +99,11 @@ st.caption("The downloads hold every cohort. Counts and rates of periods not com
 long = table.export_long()
 wide = table.wide("retention").reset_index()
 a, b, c = st.columns(3)
-a.download_button("Cohort table, long (CSV)", to_csv_bytes(long), "cohorts_long.csv", "text/csv", key="cohorts_dl_long")
-b.download_button("Retention, wide (CSV)", to_csv_bytes(wide), "cohorts_wide.csv", "text/csv", key="cohorts_dl_wide")
-c.download_button("Both (Excel)", to_excel_bytes({"long": long, "retention_wide": wide}), "cohorts.xlsx",
-                  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key="cohorts_dl_xlsx")
+# Built when clicked (on_click="ignore": no rerun), not on every change of a control.
+a.download_button("Cohort table, long (CSV)", lambda: to_csv_bytes(long), "cohorts_long.csv", "text/csv",
+                  key="cohorts_dl_long", on_click="ignore")
+b.download_button("Retention, wide (CSV)", lambda: to_csv_bytes(wide), "cohorts_wide.csv", "text/csv",
+                  key="cohorts_dl_wide", on_click="ignore")
+c.download_button("Both (Excel)", lambda: to_excel_bytes({"long": long, "retention_wide": wide}), "cohorts.xlsx",
+                  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key="cohorts_dl_xlsx",
+                  on_click="ignore")

@@ -306,3 +306,40 @@ def test_total_interval_covers_the_true_expected_value_about_90_percent_of_the_t
     coverage = float(np.mean(covered))
     # Binomial(40, 0.9): 30 or fewer, or all 40, happen less than 2 % of the time each.
     assert 0.75 < coverage < 1.0, coverage
+
+
+def test_export_has_plain_columns_that_match_the_raw_file(online_retail_workspace, online_retail_path):
+    """The per-customer export: first and last purchase dates, days since the last purchase, orders and revenue
+    as a marketer reads them, counted here from the raw file (returns netted one at a time); the model's
+    recency under a name that says it runs from the first purchase to the last."""
+    from clm_core.clv import customer_export
+
+    workspace, _ = online_retail_workspace
+    summary = customer_summary(workspace, unit="week")
+    scores = predict_customers(summary, fit_clv_models(summary, purchase_model="bgnbd"))
+    export = customer_export(workspace, summary, scores).set_index("customer_id")
+    raw = pd.read_csv(online_retail_path, dtype=str, keep_default_na=False).drop_duplicates()
+    raw = raw[raw["CustomerID"] != ""]
+    quantity, price = raw["Quantity"].astype(float), raw["UnitPrice"].astype(float)
+    is_return = (quantity < 0) | (price < 0) | raw["InvoiceNo"].str.match(r"^[Cc][0-9]")
+    lines = pd.DataFrame({"customer_id": raw["CustomerID"], "order_id": raw["InvoiceNo"],
+                          "order_ts": pd.to_datetime(raw["InvoiceDate"]), "product_id": raw["StockCode"],
+                          "product_name": raw["Description"], "quantity": -quantity.abs().where(is_return, -quantity),
+                          "amount": (quantity * price).abs() * np.where(is_return, -1, 1), "is_return": is_return})
+    days = _netted_purchase_days(lines).groupby("customer_id").agg(first=("day", "min"), last=("day", "max"),
+                                                                   orders=("orders", "sum"))
+    end = lines["order_ts"].max().normalize()
+    assert set(export.index) == set(days.index) and len(export) == 4_327
+    days = days.loc[export.index]
+    assert (export["days_since_last_purchase"].to_numpy() == (end - days["last"]).dt.days.to_numpy()).all()
+    assert (pd.to_datetime(export["last_purchase_date"]) == days["last"]).all()
+    assert (pd.to_datetime(export["first_purchase_date"]) == days["first"]).all()
+    assert (export["orders"] == days["orders"]).all()
+    assert_allclose(export["revenue"], lines.groupby("customer_id")["amount"].sum().loc[export.index], rtol=1e-9,
+                    atol=1e-6)
+    # The model's recency is first to last purchase, in weeks: not days since the last purchase / 7.
+    weeks = export["model_weeks_first_to_last_purchase"]
+    assert_allclose(weeks, (days["last"] - days["first"]).dt.days / 7, rtol=1e-12)
+    assert not {"recency", "T", "frequency"} & set(export.columns)
+    assert list(export.columns[:5]) == ["Country", "first_purchase_date", "last_purchase_date",
+                                        "days_since_last_purchase", "orders"]

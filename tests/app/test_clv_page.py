@@ -103,6 +103,12 @@ def test_predictive_clv_and_check_on_demo(demo):
     assert metrics["Repeat purchases in the check period"] == f"{actual:,}"
     assert len(at.get("plotly_chart")) >= 7
     assert not at.error
+    # The top customers' table: days since the last purchase, counted to the last day of the data.
+    top = next(frame.value for frame in at.dataframe if "Customer" in frame.value.columns).set_index("Customer")
+    last = demo.groupby("customer_id")["order_date"].max().dt.normalize()
+    expected = (demo["order_date"].max().normalize() - last.loc[top.index]).dt.days
+    assert (top["Days since last purchase"].to_numpy() == expected.to_numpy()).all()
+    assert "Weeks from first to last purchase (model)" in top.columns
 
 
 def test_switching_model_and_unit():
@@ -137,3 +143,60 @@ def test_data_without_amounts_still_predicts_purchases(tmp_path, demo):
     assert metrics["Customers scored"] == f"{demo['customer_id'].nunique():,}"
     assert "Predicted CLV, next 12 months" not in metrics
     assert "Average purchase value, actual" not in metrics
+
+
+def _workspace_from(tmp_path, frame: pd.DataFrame, name: str) -> "app_state.SessionSpace":
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    space = app_state.SessionSpace(tmp_path)
+    space.workspace.ingest(path)
+    return space
+
+
+def test_a_model_that_does_not_converge_falls_back_and_keeps_the_page(tmp_path, demo, monkeypatch):
+    """Pareto/NBD failing to converge: the tab says so and shows BG/NBD, with its downloads; with both failing
+    the page says what to try and the calculator and the check tab's inputs stay."""
+    from clm_core.clv_models import BetaGeoModel, ParetoNBDModel
+    from clm_core.errors import ConvergenceError
+
+    def fail(self, *args, **kwargs):
+        raise ConvergenceError(f"The {type(self).__name__} fit did not converge.")
+
+    # A file of its own, so the failures cached under its fingerprint touch no other test.
+    space = _workspace_from(tmp_path, demo.head(20_000), "fallback.csv")
+    customers = demo.head(20_000)["customer_id"].nunique()
+    monkeypatch.setattr(ParetoNBDModel, "fit", fail)
+    at = _page({"session_space": space, "demo_checked": True, "clv_pred_model": "pareto"})
+    warnings = [warning.value for warning in at.warning]
+    assert any("Pareto/NBD could not be fitted" in text and "Showing **BG/NBD** instead" in text for text in warnings)
+    assert _metrics(at)["Customers scored"] == f"{customers:,}"
+    assert {button.label for button in at.get("download_button")} >= {"Per-customer CLV (CSV)",
+                                                                     "Per-customer CLV (Excel)"}
+    monkeypatch.setattr(BetaGeoModel, "fit", fail)
+    (tmp_path / "both").mkdir()
+    at = _page({"session_space": _workspace_from(tmp_path / "both", demo.head(19_000), "both.csv"),
+                "demo_checked": True})
+    assert not at.exception, at.exception
+    assert any("Neither purchase model could be fitted" in error.value and "What to try" in error.value
+               for error in at.error)
+    assert "CLV per customer" in _metrics(at)  # the calculator
+    assert at.date_input(key="clv_check_end") is not None  # the check tab is still there
+
+
+def test_customers_without_a_purchase_are_explained(tmp_path, demo):
+    """A customer with only a return and one whose only purchase was sent back in full are not scored, and the
+    page says so in numbers."""
+    extra = pd.DataFrame([
+        {"customer_id": "R1", "order_id": "C900001", "order_date": "2022-06-01 10:00", "product_id": "P1",
+         "product_name": "Mug", "quantity": -1, "unit_price": 10.0, "amount": -10.0},
+        {"customer_id": "R2", "order_id": "SO900002", "order_date": "2022-06-02 10:00", "product_id": "P2",
+         "product_name": "Cup", "quantity": 1, "unit_price": 8.0, "amount": 8.0},
+        {"customer_id": "R2", "order_id": "C900003", "order_date": "2022-06-03 10:00", "product_id": "P2",
+         "product_name": "Cup", "quantity": -1, "unit_price": 8.0, "amount": -8.0},
+    ])
+    frame = pd.concat([demo.assign(order_date=demo["order_date"].dt.strftime("%Y-%m-%d %H:%M")), extra])
+    at = _page({"session_space": _workspace_from(tmp_path, frame, "returns.csv"), "demo_checked": True})
+    scored = demo["customer_id"].nunique()
+    assert _metrics(at)["Customers scored"] == f"{scored:,}"
+    assert any(f"{scored:,} of the {scored + 2:,} customers on the Data page are scored: 1 has only returns and 1 "
+               "more had every purchase cancelled by returns" in caption.value for caption in at.caption)
