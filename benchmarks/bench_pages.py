@@ -107,8 +107,8 @@ def _number(label: str, value: str) -> Callable:
 
 def _select(label: str, option: str) -> Callable:
     def act(page) -> None:
-        page.get_by_role("combobox", name=label).click()
-        page.get_by_role("option", name=option).click()
+        page.get_by_role("combobox", name=label, exact=True).filter(visible=True).first.click()
+        page.get_by_role("option", name=option, exact=True).click()
     return act
 
 

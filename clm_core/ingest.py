@@ -412,8 +412,8 @@ def build_transactions(
     notes = []
     if not mapping.has_money:
         notes.append(
-            "No money column was mapped: retention, recommendations and recency/frequency views work; "
-            "revenue, order value and CLV need an amount or unit price column."
+            "No money column was mapped: cohort retention, churn risk (from recency and frequency) and purchase "
+            "predictions work; revenue, order value and CLV need an amount or unit price column."
         )
     elif not has_amount and has_price and has_quantity:
         notes.append("Line amount was computed as quantity x unit price.")

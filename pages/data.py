@@ -168,8 +168,9 @@ if staged is not None:
     mapping = replace(guess, fields=fields, segments=segments, contacts=contacts,
                       date_format=date_format, number_style=number_style)
     if not mapping.has_money:
-        st.info("No amount or unit price column is mapped. You will get retention, recommendations and "
-                "recency/frequency views; revenue, order value and CLV need a money column.")
+        st.info("No amount or unit price column is mapped. You will get cohort retention, churn risk (from "
+                "recency and frequency) and purchase predictions; revenue, order value and CLV need a money "
+                "column.")
     if st.button("Validate and load", type="primary", key="data_build"):
         try:
             with st.spinner("Validating rows and building the dataset..."):

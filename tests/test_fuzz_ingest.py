@@ -468,7 +468,9 @@ def uploads(draw, *, hostile: bool = True) -> Upload:
         upload["options"] = draw(st.tuples(st.booleans(), st.booleans(), st.booleans()))
         upload["truncate_at"] = draw(st.one_of(st.none(), st.none(), st.floats(0, 1, exclude_max=True)))
     if layout == "whitespace":
-        names = [_without_blanks(name, "/**/") for name in names]
+        # A space-separated file cannot carry a double quote in a name: unquoted, a stray quote opens a quoted
+        # field that runs on (found by this suite: a header `" " " a,"`, which no exporter writes).
+        names = [_without_blanks(name, "/**/").replace('"', "'") for name in names]
         rows = [[_plain_word(cell) for cell in row] for row in rows]
         upload["delimiter"] = draw(st.sampled_from((" ", "  ", "    ")))
     elif layout == "xlsx":
