@@ -76,7 +76,7 @@ def main() -> None:
         with generated_workspace(args.customers, "clv") as workspace:
             seconds, scores = _median_seconds(lambda: _full_clv(workspace), args.repeats)
             print(f"{args.customers:,} generated customers: full predictive CLV {seconds:.2f} s "
-                  f"(median of {args.repeats}; target < 20 s) for {len(scores):,} customers")
+                  f"(median of {args.repeats}; target < 5 s) for {len(scores):,} customers")
             print(f"  stages: {_stage_seconds(workspace)}")
         return
 

@@ -108,7 +108,8 @@ def _number(label: str, value: str) -> Callable:
 def _select(label: str, option: str) -> Callable:
     def act(page) -> None:
         page.get_by_role("combobox", name=label, exact=True).filter(visible=True).first.click()
-        page.get_by_role("option", name=option, exact=True).click()
+        page.keyboard.type(option)  # the select box filters its options as one types
+        page.keyboard.press("Enter")
     return act
 
 
@@ -216,7 +217,7 @@ PAGES: dict[str, list[Step]] = {
         Step("success rate", _number("Success rate (%)", "15")),
         Step("risk threshold (one step)", _slider_key("Contact customers with a risk of at least", "ArrowRight")),
         Step("minimum CLV", _number("Only customers with a CLV of at least", "100")),
-        Step("model: random forest", _select("Model", "Random forest")),
+        Step("model: random forest (new computation: its importance)", _select("Model", "Random forest"), new=True),
         Step("model back to automatic", _select("Model", "Best on the check (automatic)")),
         Step("tab: how good is the prediction", _tab("How good is the prediction?")),
         Step("horizon 120 days (retrain: new computation)", _number("Horizon (days)", "120"), new=True),
