@@ -155,17 +155,24 @@ def test_probability_alive_matrix_shape(cdnow_summary):
     assert (matrix.iloc[5].diff().dropna() >= 0).all()  # more recent last purchase, more likely alive
 
 
-def test_online_retail_end_to_end(online_retail_workspace, online_retail_path):
-    workspace, _ = online_retail_workspace
-    summary = customer_summary(workspace, unit="week")
-    raw = pd.read_csv(online_retail_path, dtype=str, keep_default_na=False).drop_duplicates()
+def _online_retail_lines(path) -> pd.DataFrame:
+    """Online Retail's lines read with pandas as the ingest cleans them (no customer: out; exact duplicates: out;
+    a negative quantity or price, or a C invoice, is a return with a negative amount), in the canonical columns."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False).drop_duplicates()
     raw = raw[raw["CustomerID"] != ""]
     quantity, price = raw["Quantity"].astype(float), raw["UnitPrice"].astype(float)
     is_return = (quantity < 0) | (price < 0) | raw["InvoiceNo"].str.match(r"^[Cc][0-9]")
-    lines = pd.DataFrame({"customer_id": raw["CustomerID"], "order_id": raw["InvoiceNo"],
-                          "order_ts": pd.to_datetime(raw["InvoiceDate"]), "product_id": raw["StockCode"],
-                          "product_name": raw["Description"], "quantity": -quantity.abs().where(is_return, -quantity),
-                          "amount": (quantity * price).abs() * np.where(is_return, -1, 1), "is_return": is_return})
+    sign = np.where(is_return, -1, 1)
+    return pd.DataFrame({"customer_id": raw["CustomerID"], "order_id": raw["InvoiceNo"],
+                         "order_ts": pd.to_datetime(raw["InvoiceDate"]), "product_id": raw["StockCode"],
+                         "product_name": raw["Description"], "quantity": quantity.abs() * sign,
+                         "amount": (quantity * price).abs() * sign, "is_return": is_return})
+
+
+def test_online_retail_end_to_end(online_retail_workspace, online_retail_path):
+    workspace, _ = online_retail_workspace
+    summary = customer_summary(workspace, unit="week")
+    lines = _online_retail_lines(online_retail_path)
     days = _netted_purchase_days(lines)
     assert len(summary.frame) == days["customer_id"].nunique()
     assert summary.frame["frequency"].sum() + len(summary.frame) == len(days)
@@ -318,14 +325,7 @@ def test_export_has_plain_columns_that_match_the_raw_file(online_retail_workspac
     summary = customer_summary(workspace, unit="week")
     scores = predict_customers(summary, fit_clv_models(summary, purchase_model="bgnbd"))
     export = customer_export(workspace, summary, scores).set_index("customer_id")
-    raw = pd.read_csv(online_retail_path, dtype=str, keep_default_na=False).drop_duplicates()
-    raw = raw[raw["CustomerID"] != ""]
-    quantity, price = raw["Quantity"].astype(float), raw["UnitPrice"].astype(float)
-    is_return = (quantity < 0) | (price < 0) | raw["InvoiceNo"].str.match(r"^[Cc][0-9]")
-    lines = pd.DataFrame({"customer_id": raw["CustomerID"], "order_id": raw["InvoiceNo"],
-                          "order_ts": pd.to_datetime(raw["InvoiceDate"]), "product_id": raw["StockCode"],
-                          "product_name": raw["Description"], "quantity": -quantity.abs().where(is_return, -quantity),
-                          "amount": (quantity * price).abs() * np.where(is_return, -1, 1), "is_return": is_return})
+    lines = _online_retail_lines(online_retail_path)
     days = _netted_purchase_days(lines).groupby("customer_id").agg(first=("day", "min"), last=("day", "max"),
                                                                    orders=("orders", "sum"))
     end = lines["order_ts"].max().normalize()
