@@ -175,7 +175,8 @@ if mode == "transactions":
     with st.expander(f"Why {horizon} days? How long repeat customers usually wait between purchases"):
         st.plotly_chart(charts.churn_gap_figure(gaps, horizon), key="churn_gaps")
     try:
-        with st.spinner("Training three models and checking them on customers they never saw..."):
+        with st.spinner("Training three models and checking them on customers they never saw..." if model is None
+                        else f"Scoring every customer with {churn.MODEL_NAMES[model]} (trained with the others)..."):
             result = app_state.cached_churn(dataset.fingerprint, ws, horizon, cutoff, model)
         value, value_words = app_state.cached_customer_value(dataset.fingerprint, ws)
     except ClmError as error:
