@@ -44,8 +44,7 @@ def _run(workspace: Workspace, name: str, horizon_days: int, cutoff: date | None
                        lambda: churn.churn_from_workspace(workspace, horizon_days=horizon_days, cutoff=cutoff),
                        targets.get("churn", ""))
     if result.fit is not None:
-        current = result.scores.drop(columns=["risk", "risk_band", "drivers"]).sort_values("customer_id",
-                                                                                         ignore_index=True)
+        current = result.customers
         _, scoring = _timed(f"scoring every customer ({result.best_model}: risk, importance, drivers)",
                             lambda: churn._scored(result, result.fit, current))
         print(f"  {'features and scoring of every customer':<52} {features + scoring:7.2f} s"

@@ -121,6 +121,12 @@ class ChurnResult:
     # The trained models, kept so another of them can score the same customers at once (:func:`with_model`).
     fit: _Fit | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def customers(self) -> pd.DataFrame:
+        """The scored customers' features, without the scores, by customer id (what the models score)."""
+        return self.scores.drop(columns=["risk", "risk_band", "drivers"]).sort_values("customer_id",
+                                                                                     ignore_index=True)
+
     def to_dict(self) -> dict:
         return {
             "mode": self.mode,
@@ -160,10 +166,12 @@ def suggest_horizon(workspace: Workspace, table: pd.DataFrame | None = None) -> 
 
 
 def _features_at(workspace: Workspace, cutoff: date, horizon_days: int, with_models: bool, *,
-                 sample_share: float = 1.0, contacts: bool = True) -> pd.DataFrame:
+                 sample_share: float = 1.0, contacts: bool = True, table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Customers who have bought by ``cutoff``, with their features as of it (nothing after it is read); with
-    ``sample_share`` below 1, about that share of them (the same customers at every cutoff)."""
-    table = customer_table(workspace, cutoff, contacts=contacts, sample_share=sample_share)
+    ``sample_share`` below 1, about that share of them (the same customers at every cutoff). ``table`` is the
+    customer table as of ``cutoff``, when the caller has it already."""
+    if table is None:
+        table = customer_table(workspace, cutoff, contacts=contacts, sample_share=sample_share)
     table = table[table["purchase_days"] > 0].reset_index(drop=True)
     if with_models:
         table = _with_purchase_model(workspace, table, cutoff, horizon_days)
@@ -583,9 +591,9 @@ def churn_from_workspace(workspace: Workspace, *, horizon_days: int | None = Non
     if model is not None and model not in MODEL_NAMES:
         raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}")
     first, last = data_span(workspace)
-    current = customer_table(workspace, last)
+    everyone = customer_table(workspace, last)
     if horizon_days is None:
-        horizon_days, _ = suggest_horizon(workspace, current)
+        horizon_days, _ = suggest_horizon(workspace, everyone)
     if horizon_days < 1:
         raise DataRangeError("The horizon is a number of days, 1 or more.")
     latest = last - timedelta(days=horizon_days)
@@ -599,8 +607,7 @@ def churn_from_workspace(workspace: Workspace, *, horizon_days: int | None = Non
             f"({first:%d %b %Y} to {last:%d %b %Y}). Choose a horizon of at most {max(1, (span - 1) // 2)} days"
             + (f" or a check date by {latest:%d %b %Y}." if cutoff > latest else ".")
         )
-    current = current[current["purchase_days"] > 0].reset_index(drop=True)
-    current = _with_purchase_model(workspace, current, last, horizon_days)
+    current = _features_at(workspace, last, horizon_days, with_models=True, table=everyone)
     notes: list[str] = []
     # Past cutoffs only train and check: beyond _EXAMPLE_CUSTOMERS customers, a fixed sample of them does.
     share = min(1.0, _EXAMPLE_CUSTOMERS / max(len(current), 1))
@@ -633,9 +640,7 @@ def with_model(result: ChurnResult, model: str | None) -> ChurnResult:
         return result
     if model is not None and model not in MODEL_NAMES:
         raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}")
-    current = result.scores.drop(columns=["risk", "risk_band", "drivers"]).sort_values("customer_id",
-                                                                                     ignore_index=True)
-    return _scored(result, result.fit.use(model or result.fit.best_on_check), current)
+    return _scored(result, result.fit.use(model or result.fit.best_on_check), result.customers)
 
 
 def _scored(result: ChurnResult, fit: _Fit, current: pd.DataFrame) -> ChurnResult:
