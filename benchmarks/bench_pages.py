@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, start_app  # noqa: E402
+from tests.browser.helpers import script_running, wait_until_idle  # noqa: E402
 from tests.conftest import CDNOW_MASTER, ONLINE_RETAIL  # noqa: E402
 
 PAGE_TARGET = 3.0
 CONTROL_TARGET = 1.0
-_BUSY = ("running", "rerunRequested", "stopRequested")
 
 
 @dataclass
@@ -46,34 +46,17 @@ class Step:
         return "first computation" if self.opens else "new computation" if self.new else "re-render"
 
 
-def _state(page) -> str | None:
-    return page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state")
-
-
-def settle(page, quiet: float = 1.0, timeout: float = 600.0) -> None:
-    """Wait until no script has run for ``quiet`` seconds (the page before a step, not timed)."""
-    since, deadline = None, time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if _state(page) in _BUSY:
-            since = None
-        elif since is None:
-            since = time.perf_counter()
-        elif time.perf_counter() - since >= quiet:
-            return
-        page.wait_for_timeout(20)
-
-
 def timed(page, act: Callable, *, start_within: float = 2.0, timeout: float = 600.0) -> float:
     """Seconds from ``act(page)`` until the scripts it started have finished (none started, as for a tab, which
     the browser switches by itself: the time to act)."""
-    settle(page)
+    wait_until_idle(page, quiet_ms=1000, timeout_s=600)  # the page before the step, not timed
     started = time.perf_counter()
     act(page)
     acted = time.perf_counter()
     ran = False
     deadline = started + start_within
     while time.perf_counter() < deadline:
-        if _state(page) in _BUSY:
+        if script_running(page):
             ran = True
             break
         page.wait_for_timeout(10)
@@ -81,7 +64,7 @@ def timed(page, act: Callable, *, start_within: float = 2.0, timeout: float = 60
         return acted - started
     finished = None
     while time.perf_counter() - started < timeout:
-        if _state(page) in _BUSY:
+        if script_running(page):
             finished = None
         elif finished is None:
             finished = time.perf_counter()

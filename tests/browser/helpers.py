@@ -18,13 +18,17 @@ def metric_value(page, label: str) -> str:
     return metric.get_by_test_id("stMetricValue").inner_text()
 
 
+def script_running(page) -> bool:
+    """Whether the session is running a script now (or has one asked for)."""
+    return page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state") in _BUSY_STATES
+
+
 def wait_until_idle(page, *, quiet_ms: int = 1500, timeout_s: float = 90) -> None:
     """Wait until the session has run no script for ``quiet_ms`` in a row (every rerun asked for has finished)."""
-    app = page.locator('[data-testid="stApp"]')
     deadline = time.monotonic() + timeout_s
     quiet_since = None
     while time.monotonic() < deadline:
-        if app.get_attribute("data-test-script-state") in _BUSY_STATES:
+        if script_running(page):
             quiet_since = None
         elif quiet_since is None:
             quiet_since = time.monotonic()
