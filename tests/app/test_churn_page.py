@@ -6,21 +6,14 @@ from streamlit.testing.v1 import AppTest
 
 from clm_core import churn
 from clm_core.workspace import Workspace
+from tests.app.helpers import open_page, page_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "demo_transactions.csv.gz"
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.run()
-    at.switch_page("pages/churn.py").run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _metrics(at: AppTest) -> dict[str, str]:
-    return {metric.label: metric.value for metric in at.metric}
+    return open_page("pages/churn.py", timeout=180)
 
 
 def test_defaults_show_the_list_and_the_model_check(tmp_path):
@@ -29,7 +22,7 @@ def test_defaults_show_the_list_and_the_model_check(tmp_path):
         workspace.ingest(DEMO)
         horizon, _ = churn.suggest_horizon(workspace)
         expected = churn.churn_from_workspace(workspace, horizon_days=horizon)
-    metrics = _metrics(at)
+    metrics = page_metrics(at)
     assert metrics["Customers scored"] == f"{len(expected.scores):,}"
     best = expected.models[expected.best_model]["roc_auc"]
     assert metrics["ROC AUC of the model used"] == f"{best:.2f}"
@@ -44,13 +37,13 @@ def test_defaults_show_the_list_and_the_model_check(tmp_path):
 def test_threshold_and_filters_change_the_list():
     at = _page()
     at.slider(key=next(s.key for s in at.slider if s.key.startswith("churn_threshold"))).set_value(0.9).run()
-    high = int(_metrics(at)["Customers on the list"].replace(",", ""))
+    high = int(page_metrics(at)["Customers on the list"].replace(",", ""))
     at.slider(key=next(s.key for s in at.slider if s.key.startswith("churn_threshold"))).set_value(0.1).run()
-    low = int(_metrics(at)["Customers on the list"].replace(",", ""))
+    low = int(page_metrics(at)["Customers on the list"].replace(",", ""))
     assert high < low
     at.multiselect(key="churn_bands").set_value(["High"]).run()
     assert not at.exception
-    assert int(_metrics(at)["Customers on the list"].replace(",", "")) <= low
+    assert int(page_metrics(at)["Customers on the list"].replace(",", "")) <= low
 
 
 def test_a_horizon_too_long_for_the_data_is_explained():

@@ -9,23 +9,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_state
+from tests.app.helpers import open_page, page_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "demo_transactions.csv.gz"
 
 
 def _page(session: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for key, value in (session or {}).items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page("pages/clv.py").run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _metrics(at: AppTest) -> dict[str, str]:
-    return {metric.label: metric.value for metric in at.metric}
+    return open_page("pages/clv.py", timeout=120, session=session)
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +33,11 @@ def test_calculator_matches_the_formula():
     at.number_input(key="clv_calc_years").set_value(3).run()
     m = 80 * 2 * 0.25
     expected = m / 1.1 + m * 0.5 / 1.1 ** 2 + m * 0.25 / 1.1 ** 3
-    metrics = _metrics(at)
+    metrics = page_metrics(at)
     assert metrics["CLV per customer"] == f"{expected:,.2f}"
     assert metrics["CLV / acquisition cost"] == f"{expected / 30:.2f}"
     at.toggle(key="clv_calc_unlimited").set_value(True).run()
-    assert _metrics(at)["CLV per customer"] == f"{m / (1 + 0.1 - 0.5):,.2f}"
+    assert page_metrics(at)["CLV per customer"] == f"{m / (1 + 0.1 - 0.5):,.2f}"
 
 
 def test_prefill_uses_the_loaded_data(demo):
@@ -90,7 +81,7 @@ def test_prefill_without_amounts_says_what_it_could_not_fill(tmp_path, demo):
 
 def test_predictive_clv_and_check_on_demo(demo):
     at = _page()
-    metrics = _metrics(at)
+    metrics = page_metrics(at)
     assert metrics["Customers scored"] == f"{demo['customer_id'].nunique():,}"
     assert metrics["Predicted CLV, next 12 months"] != "n/a"
     # The check period's actual repeat purchases, counted independently: purchase days after the calibration
@@ -117,7 +108,7 @@ def test_switching_model_and_unit():
     assert not at.exception, at.exception
     at.radio(key="clv_pred_unit").set_value("day").run()
     assert not at.exception, at.exception
-    assert _metrics(at)["Customers scored"] == "3,000"
+    assert page_metrics(at)["Customers scored"] == "3,000"
 
 
 def test_data_without_repeat_buyers_gets_a_message(tmp_path):
@@ -128,7 +119,7 @@ def test_data_without_repeat_buyers_gets_a_message(tmp_path):
     at = _page({"session_space": space, "demo_checked": True})
     messages = [error.value for error in at.error]
     assert any("No customer bought more than once" in message for message in messages)
-    assert "CLV per customer" in _metrics(at)  # the calculator still works
+    assert "CLV per customer" in page_metrics(at)  # the calculator still works
 
 
 def test_data_without_amounts_still_predicts_purchases(tmp_path, demo):
@@ -139,7 +130,7 @@ def test_data_without_amounts_still_predicts_purchases(tmp_path, demo):
     at = _page({"session_space": space, "demo_checked": True})
     assert not at.error
     assert any("no amount column" in info.value for info in at.info)
-    metrics = _metrics(at)
+    metrics = page_metrics(at)
     assert metrics["Customers scored"] == f"{demo['customer_id'].nunique():,}"
     assert "Predicted CLV, next 12 months" not in metrics
     assert "Average purchase value, actual" not in metrics
@@ -169,7 +160,7 @@ def test_a_model_that_does_not_converge_falls_back_and_keeps_the_page(tmp_path, 
     at = _page({"session_space": space, "demo_checked": True, "clv_pred_model": "pareto"})
     warnings = [warning.value for warning in at.warning]
     assert any("Pareto/NBD could not be fitted" in text and "Showing **BG/NBD** instead" in text for text in warnings)
-    assert _metrics(at)["Customers scored"] == f"{customers:,}"
+    assert page_metrics(at)["Customers scored"] == f"{customers:,}"
     assert {button.label for button in at.get("download_button")} >= {"Per-customer CLV (CSV)",
                                                                      "Per-customer CLV (Excel)"}
     monkeypatch.setattr(BetaGeoModel, "fit", fail)
@@ -179,7 +170,7 @@ def test_a_model_that_does_not_converge_falls_back_and_keeps_the_page(tmp_path, 
     assert not at.exception, at.exception
     assert any("Neither purchase model could be fitted" in error.value and "What to try" in error.value
                for error in at.error)
-    assert "CLV per customer" in _metrics(at)  # the calculator
+    assert "CLV per customer" in page_metrics(at)  # the calculator
     assert at.date_input(key="clv_check_end") is not None  # the check tab is still there
 
 
@@ -197,6 +188,6 @@ def test_customers_without_a_purchase_are_explained(tmp_path, demo):
     frame = pd.concat([demo.assign(order_date=demo["order_date"].dt.strftime("%Y-%m-%d %H:%M")), extra])
     at = _page({"session_space": _workspace_from(tmp_path, frame, "returns.csv"), "demo_checked": True})
     scored = demo["customer_id"].nunique()
-    assert _metrics(at)["Customers scored"] == f"{scored:,}"
+    assert page_metrics(at)["Customers scored"] == f"{scored:,}"
     assert any(f"{scored:,} of the {scored + 2:,} customers on the Data page are scored: 1 has only returns and 1 "
                "more had every purchase cancelled by returns" in caption.value for caption in at.caption)

@@ -5,16 +5,13 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 import app_state
+from tests.app.helpers import open_page
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/cohorts.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("pages/cohorts.py", timeout=60)
 
 
 def test_cohorts_page_renders_demo():

@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_state
+from tests.app.helpers import open_page, page_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE_NAME = "**x** [link](http://evil.example) ![i](x.png).csv"
@@ -20,20 +21,13 @@ SHOP_CSV = (b"customer_id,order_id,order_date,amount\n"
 
 
 def _app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(None, timeout=60)
 
 
 def _upload(at: AppTest, name: str, content: bytes, mime: str = "text/csv") -> AppTest:
     at.file_uploader(key="data_upload").set_value((name, content, mime)).run()
     assert not at.exception, at.exception
     return at
-
-
-def _metrics(at: AppTest) -> dict[str, str]:
-    return {metric.label: metric.value for metric in at.metric}
 
 
 def _markdown_texts(at: AppTest) -> list[str]:
@@ -50,7 +44,7 @@ def _markdown_texts(at: AppTest) -> list[str]:
 def test_data_page_loads_demo_and_shows_summary():
     at = _app()
     demo = pd.read_csv(ROOT / "data" / "demo_transactions.csv.gz", dtype=str)
-    metrics = _metrics(at)
+    metrics = page_metrics(at)
     assert metrics["Rows in the file"] == f"{len(demo):,}"
     assert metrics["Customers"] == f"{demo['customer_id'].nunique():,}"
     assert metrics["Orders"] == f"{demo['order_id'].nunique():,}"
@@ -69,7 +63,7 @@ def test_a_file_name_made_of_markdown_is_shown_as_text():
     at = _upload(_app(), HOSTILE_NAME, SHOP_CSV)
     at.button(key="data_build").click().run()
     assert not at.exception, at.exception
-    assert _metrics(at)["Rows in the file"] == "5"
+    assert page_metrics(at)["Rows in the file"] == "5"
     escaped = app_state.plain(HOSTILE_NAME)
     assert [header.value for header in at.header] == [escaped]
     assert any(escaped in success.value for success in at.success)
@@ -126,7 +120,7 @@ def test_an_upload_named_to_climb_out_of_the_session_folder_stays_inside(session
     # The name is still shown, as text, so users recognise their file.
     assert any(app_state.plain(name) in caption.value for caption in at.caption)
     at.button(key="data_build").click().run()
-    assert _metrics(at)["Rows in the file"] == "5"
+    assert page_metrics(at)["Rows in the file"] == "5"
 
 
 def test_a_sessions_folder_is_removed_when_the_session_ends(session_root):
@@ -187,8 +181,8 @@ def test_excel_header_row_is_detected_and_can_be_changed():
     assert "customer_id" in _column_choices(at)
     at.button(key="data_build").click().run()
     assert not at.exception, at.exception
-    assert _metrics(at)["Rows in the file"] == "4"
-    assert _metrics(at)["Customers"] == "3"
+    assert page_metrics(at)["Rows in the file"] == "4"
+    assert page_metrics(at)["Customers"] == "3"
 
 
 def test_a_header_row_below_the_data_gets_a_message_and_can_be_undone():
@@ -225,7 +219,7 @@ def test_identical_rows_in_a_basket_file_are_kept_and_the_decision_is_shown():
     assert any("Suggested for identical rows: keep" in caption.value for caption in at.caption)
     at.button(key="data_build").click().run()
     assert not at.exception, at.exception
-    assert _metrics(at)["Rows kept"] == "5"
+    assert page_metrics(at)["Rows kept"] == "5"
     # 1808's second fruit, 2552's second and third milk.
     assert any(caption.value.startswith("Identical rows: 3 kept as separate purchases. Decided from the file")
                for caption in at.caption)
@@ -233,7 +227,7 @@ def test_identical_rows_in_a_basket_file_are_kept_and_the_decision_is_shown():
     _duplicates_box(at).uncheck().run()
     at.button(key="data_build").click().run()
     assert not at.exception, at.exception
-    assert _metrics(at)["Rows kept"] == "2"
+    assert page_metrics(at)["Rows kept"] == "2"
     assert any(caption.value.startswith("Identical rows: 3 rejected as double exports. Your choice")
                for caption in at.caption)
 
@@ -243,7 +237,7 @@ def test_identical_rows_with_an_order_column_are_rejected_by_default():
     assert _duplicates_box(at).value is False
     at.button(key="data_build").click().run()
     assert not at.exception, at.exception
-    assert _metrics(at)["Rows rejected"] == "1"
+    assert page_metrics(at)["Rows rejected"] == "1"
     assert any(caption.value.startswith("Identical rows: 1 rejected as double exports. Decided from the file")
                and "order column" in caption.value for caption in at.caption)
 
@@ -258,4 +252,4 @@ def test_a_customer_known_by_name_is_offered_as_a_contact_column_too():
     assert contacts.value == ["CUSTOMERNAME", "PHONE"]
     at.button(key="data_build").click().run()
     assert not at.exception, at.exception
-    assert _metrics(at)["Customers"] == "2"
+    assert page_metrics(at)["Customers"] == "2"
