@@ -448,7 +448,7 @@ def cached_churn_horizon(fingerprint: str, _ws: Workspace):
     """(suggested horizon in days, each repeat customer's usual gap) for a dataset."""
     from clm_core.churn import suggest_horizon
 
-    return suggest_horizon(_ws)
+    return suggest_horizon(_ws, cached_customer_table(fingerprint, _ws))  # the table the CLV page reads too
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
