@@ -39,6 +39,7 @@ rescorings instead of hundreds. They do not include the customers' own chance
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import date
@@ -46,7 +47,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from clm_core.customers import customer_table, data_span, window_activity
+from clm_core.customers import customer_table, data_span, purchase_history, window_activity
 from scipy.stats import norm
 
 from clm_core.clv_models import BetaGeoModel, GammaGammaModel, ParetoNBDModel, compress_rows
@@ -154,8 +155,8 @@ def customer_summary(workspace: Workspace, *, unit: str = "week", calibration_en
                 f"{data_end:%d %b %Y}). Pick a date inside it, leaving some time after it for the check."
             )
     observation_end = calibration_end or data_end
-    table = customer_table(workspace, observation_end, attributes=False)
-    holdout = window_activity(workspace, observation_end, data_end)
+    table = purchase_history(workspace, observation_end)
+    holdout = window_activity(workspace, observation_end, data_end) if calibration_end else None
     return customer_summary_from_table(table, unit=unit, observation_end=observation_end, holdout=holdout,
                                        data_start=data_start, data_end=data_end, calibration_end=calibration_end)
 
@@ -163,12 +164,15 @@ def customer_summary(workspace: Workspace, *, unit: str = "week", calibration_en
 def customer_summary_from_table(table: pd.DataFrame, *, unit: str, observation_end: date,
                                 holdout: pd.DataFrame | None = None, data_start: date | None = None,
                                 data_end: date | None = None, calibration_end: date | None = None) -> CustomerSummary:
-    """The summary of the customers of a customer table (:func:`clm_core.customers.customer_table` as of
+    """The summary of the customers of a customer table (:func:`clm_core.customers.customer_table`, or its
+    :func:`~clm_core.customers.purchase_history` columns, as of
     ``observation_end``) who have bought, with ``holdout`` (window activity after it) when given."""
-    table = table[table["purchase_days"] > 0]
-    holdout = holdout if holdout is not None else pd.DataFrame(columns=["customer_id", "purchase_days", "value"])
-    frame = table.merge(holdout.add_prefix("holdout_"), how="left", left_on="customer_id",
-                        right_on="holdout_customer_id")
+    frame = table[table["purchase_days"] > 0]
+    if holdout is not None:
+        frame = frame.merge(holdout.add_prefix("holdout_"), how="left", left_on="customer_id",
+                            right_on="holdout_customer_id")
+    else:
+        frame = frame.assign(holdout_purchase_days=0, holdout_value=0.0)
     first, last = frame["first_purchase"], frame["last_purchase"]
     end = pd.Timestamp(observation_end)
     frequency = frame["purchase_days"] - 1
@@ -188,7 +192,8 @@ def customer_summary_from_table(table: pd.DataFrame, *, unit: str, observation_e
     summary["monetary_value"] = (frame["repeat_spend_value"] / spend_days.where(spend_days > 0)).astype(float)
     summary["holdout_purchases"] = frame["holdout_purchase_days"].fillna(0).astype(np.int64)
     summary["holdout_value"] = frame["holdout_value"].fillna(0.0).astype(float)
-    summary = summary.sort_values("customer_id", ignore_index=True)
+    if not summary["customer_id"].is_monotonic_increasing:
+        summary = summary.sort_values("customer_id", ignore_index=True)
     return CustomerSummary(frame=summary, unit=unit, observation_end=observation_end,
                            data_start=data_start or first.min().date(), data_end=data_end or observation_end,
                            calibration_end=calibration_end)
@@ -214,15 +219,20 @@ def fit_clv_models(summary: CustomerSummary, *, purchase_model: str = "bgnbd", w
     if purchase_model not in PURCHASE_MODELS:
         raise ValueError(f"purchase_model must be one of {', '.join(PURCHASE_MODELS)}")
     (x, recency, T), counts, _ = summary.compressed
-    purchase = PURCHASE_MODELS[purchase_model]().fit(x, recency, T, weights=counts)
     notes = []
-    spend = None
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the two fits are numpy work on large arrays, run side by side
+        purchase_fit = pool.submit(PURCHASE_MODELS[purchase_model]().fit, x, recency, T, weights=counts)
+        spend_fit = None
+        if with_spend:
+            frame = summary.frame
+            # The spend model sees each customer's repeat purchase days worth more than nothing (after returns).
+            spenders = frame[frame["spend_frequency"] > 0]
+            # Order values are continuous, so rows hardly repeat: no compression.
+            spend_fit = pool.submit(GammaGammaModel().fit, spenders["spend_frequency"].to_numpy(),
+                                    spenders["monetary_value"].to_numpy())
+        purchase = purchase_fit.result()
+        spend = spend_fit.result() if spend_fit else None
     if with_spend:
-        frame = summary.frame
-        # The spend model sees each customer's repeat purchase days worth more than nothing (after returns).
-        spenders = frame[frame["spend_frequency"] > 0]
-        # Order values are continuous, so rows hardly repeat: no compression.
-        spend = GammaGammaModel().fit(spenders["spend_frequency"].to_numpy(), spenders["monetary_value"].to_numpy())
         left_out = int(spend_outside_model(frame["frequency"], frame["monetary_value"]).sum())
         if left_out:
             notes.append(f"{left_out:,} customers bought again but only at no charge (repeat purchases worth "
@@ -269,13 +279,14 @@ def _log_covariance(model) -> np.ndarray:
     return np.nan_to_num(covariance.to_numpy(), nan=0.0)
 
 
-def _discounted_purchases(model, x, recency, T, *, month: float, horizon_months: int,
-                          monthly_discount_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _discounted_purchases(model, x, recency, T, *, month: float, horizon_months: int, monthly_discount_rate: float,
+                          pairs=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(expected purchases over the horizon, discounted expected purchases, P(alive)) per row of (x, recency, T).
 
-    Purchases if still alive depend on (x, T) only, so the hypergeometric work is done once per distinct pair.
+    Purchases if still alive depend on (x, T) only, so the hypergeometric work is done once per distinct pair
+    (``pairs``: :func:`compress_rows` of (x, T), when the caller has it).
     """
-    (pair_x, pair_T), _, pair = compress_rows(x, T)
+    (pair_x, pair_T), _, pair = pairs or compress_rows(x, T)
     months = np.arange(horizon_months + 1)
     with np.errstate(all="ignore"):
         cumulative = model.expected_purchases_if_alive(months[:, None] * month, pair_x, pair_T)  # (H + 1) x pairs
@@ -289,6 +300,7 @@ def _discounted_purchases(model, x, recency, T, *, month: float, horizon_months:
 def _log_gradient_purchases(model, x, recency, T, **horizon) -> np.ndarray:
     """d log(discounted purchases) / d log(parameters), rows x parameters, by central differences (step 1e-4)."""
     params = model.params_.to_numpy()
+    horizon = {"pairs": compress_rows(x, T), **horizon}
     step = 1e-4
     columns = []
     for j in range(len(params)):

@@ -62,20 +62,31 @@ def compress_rows(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, n
     """Unique rows of the given (numeric) columns, how often each occurs, and the map back.
 
     Returns ``(unique_columns, counts, inverse)`` so that
-    ``unique_columns[j][inverse]`` rebuilds column ``j``. Each column is coded by
-    ``np.unique`` and the codes combined into one integer key (a sort each, no
-    Python-level hashing of row tuples).
+    ``unique_columns[j][inverse]`` rebuilds column ``j``. Each column is coded (whole numbers in a short range by
+    their offset from the minimum, others by ``np.unique``) and the codes combined into one integer key, sorted
+    once (no Python-level hashing of row tuples).
     """
     columns = [np.asarray(column) for column in columns]
     key = np.zeros(len(columns[0]), dtype=np.int64)
     for column in columns:
-        values, codes = np.unique(column, return_inverse=True)
+        values, codes = _codes(column)
         if key.max(initial=0) + 1 > 2 ** 62 // max(len(values), 1):
             key = np.unique(key, return_inverse=True)[1].ravel()  # keep the mixed-radix key inside int64
         key = key * len(values) + codes.ravel()
     _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
     unique_columns = [column[first] for column in columns]
     return unique_columns, counts.astype(float), inverse.ravel()
+
+
+def _codes(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, codes) with ``values[codes] == column``: the column less its minimum for whole numbers in a
+    range no wider than the column is long (days, counts: no sort needed), else ``np.unique``'s."""
+    if column.size and column.dtype.kind in "iu":
+        low, high = int(column.min()), int(column.max())
+        if high - low <= max(column.size, 1 << 16):
+            codes = (column - low).astype(np.int64)
+            return np.arange(low, high + 1), codes
+    return np.unique(column, return_inverse=True)
 
 
 def _as_arrays(*values) -> list[np.ndarray]:
@@ -137,6 +148,48 @@ def _per_count(function, x: np.ndarray) -> np.ndarray:
     return function(x)
 
 
+class _Rows(tuple):
+    """A model's data columns (a tuple, as the row functions unpack them) that remember what a fit derives from
+    the columns and weights alone, so the optimiser's evaluations derive it once."""
+
+    def memo(self, weights: np.ndarray, build):
+        store = self.__dict__.setdefault("_memo", {})
+        if id(weights) not in store:
+            store[id(weights)] = (weights, build())  # the weights are kept, so their id stays theirs
+        return store[id(weights)][1]
+
+
+def _memo(data, weights: np.ndarray, build):
+    """``build()``, remembered on ``data`` when it is a :class:`_Rows` (during a fit)."""
+    return data.memo(weights, build) if isinstance(data, _Rows) else build()
+
+
+class _CountSums:
+    """Weighted sums over the rows of a function of a whole-number column ``x``, as sum over the counts n present
+    of (summed weight of rows with x = n) * f(n): the gamma-function terms once per count, not per row."""
+
+    def __init__(self, x: np.ndarray, weights: np.ndarray) -> None:
+        self.index = x.astype(np.intp)
+        totals = np.bincount(self.index, weights=weights)
+        self.present = np.flatnonzero(totals)
+        self.n = self.present.astype(float)
+        self.weights = totals[self.present]
+
+    def total(self, function) -> float:
+        """sum_i w_i f(x_i)."""
+        return float(self.weights @ function(self.n))
+
+    def weighted(self, row_weights: np.ndarray, function) -> float:
+        """sum_i row_weights_i f(x_i)."""
+        totals = np.bincount(self.index, weights=row_weights, minlength=len(self.present) and self.present[-1] + 1)
+        return float(totals[self.present] @ function(self.n))
+
+
+def _whole_counts(x: np.ndarray) -> bool:
+    """True when ``x`` holds whole numbers from 0 to a million (per-count sums apply)."""
+    return x.size > 0 and float(x.min()) >= 0 and float(x.max()) < 1e6 and bool(np.all(x == np.round(x)))
+
+
 class _Model(BaseEstimator):
     """Shared fitting machinery: settings in ``__init__``, ``fit`` returns self, fitted attributes end in ``_``."""
 
@@ -158,6 +211,13 @@ class _Model(BaseEstimator):
     def _row_gradient(self, params: np.ndarray, data: tuple[np.ndarray, ...]) -> np.ndarray | None:
         return None
 
+    def _weighted_sums(self, params: np.ndarray, data: tuple[np.ndarray, ...],
+                       weights: np.ndarray) -> tuple[float, np.ndarray]:
+        """The weighted log-likelihood and its gradient in the natural parameters, which the optimiser asks for at
+        every step. Models override it to share work between the two and sum count terms per count: on a
+        million customers every pass over the rows counts."""
+        return float(weights @ self._row_log_likelihood(params, data)), self._row_gradient(params, data) @ weights
+
     def _start(self, data: tuple[np.ndarray, ...]) -> list[np.ndarray]:
         return [np.zeros(len(self.param_names))]
 
@@ -173,18 +233,19 @@ class _Model(BaseEstimator):
             return float(-(weights @ rows) / total + self.penalizer * float(params @ params))
 
     def _objective(self, log_params: np.ndarray, data, weights: np.ndarray, total: float):
-        value = self._penalised_loss(log_params, data, weights, total)
         if not self._has_gradient:
-            return value
-        if not np.isfinite(value):
-            return np.inf, np.zeros_like(log_params)
+            return self._penalised_loss(log_params, data, weights, total)
         params = np.exp(log_params)
         with np.errstate(all="ignore"):  # a table entry for a count no row has may be inf (log 0); never used
-            gradient = self._row_gradient(params, data)
-            natural = -(gradient @ weights) / total + 2 * self.penalizer * params
+            log_likelihood, gradient = self._weighted_sums(params, data, weights)
+            value = -log_likelihood / total + self.penalizer * float(params @ params)
+            if not np.isfinite(value):
+                return np.inf, np.zeros_like(log_params)
+            natural = -gradient / total + 2 * self.penalizer * params
         return value, natural * params  # chain rule: d/dlog(theta) = theta * d/dtheta
 
     def _fit(self, data: tuple[np.ndarray, ...], weights: np.ndarray | None) -> None:
+        data = _Rows(data)
         size = len(data[0])
         weights = np.ones(size) if weights is None else np.asarray(weights, dtype=float)
         total = float(weights.sum())
@@ -397,37 +458,65 @@ class BetaGeoModel(_PurchaseModel):
     dropout_shape = "a"
     _dropout_parameters = ("a", "b")
 
-    @staticmethod
-    def _terms(params, data):
+    def _row_log_likelihood(self, params, data):
+        """Equation (6) of Fader, Hardie and Lee (2005), in logs: A1 + A2 + log(e^A3 + [x>0] e^A4)."""
+        return self._row_value_and_gradient(params, data, gradient=False)[0]
+
+    def _row_gradient(self, params, data):
+        return self._row_value_and_gradient(params, data)[1]
+
+    def _row_value_and_gradient(self, params, data, *, gradient: bool = True):
         r, alpha, a, b = params
         x, t_x, T = data
         repeat = x > 0
+        safe = np.where(repeat, b + x - 1, 1.0)
+        log_alpha_T, log_alpha_t_x = np.log(alpha + T), np.log(alpha + t_x)
         a1 = _per_count(lambda n: gammaln(r + n) - gammaln(r) + r * np.log(alpha) + betaln(a, b + n) - betaln(a, b), x)
-        a2 = 0.0
-        a3 = -(r + x) * np.log(alpha + T)
-        a4 = np.where(repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x),
-                      -np.inf)
-        return a1, a2, a3, a4
-
-    def _row_log_likelihood(self, params, data):
-        """Equation (6) of Fader, Hardie and Lee (2005), in logs: A1 + A2 + log(e^A3 + [x>0] e^A4)."""
-        a1, a2, a3, a4 = self._terms(params, data)
-        return a1 + a2 + np.logaddexp(a3, a4)
-
-    def _row_gradient(self, params, data):
-        r, alpha, a, b = params
-        x, t_x, T = data
-        _, _, a3, a4 = self._terms(params, data)
-        w4 = np.exp(a4 - np.logaddexp(a3, a4))  # weight of the "dropped out after the last purchase" branch
+        a3 = -(r + x) * log_alpha_T
+        a4 = np.where(repeat, np.log(a) - np.log(safe) - (r + x) * log_alpha_t_x, -np.inf)
+        branches = np.logaddexp(a3, a4)
+        rows = a1 + branches
+        if not gradient:
+            return rows, None
+        w4 = np.exp(a4 - branches)  # weight of the "dropped out after the last purchase" branch
         w3 = 1.0 - w4
-        safe = np.where(x > 0, b + x - 1, 1.0)
-        d_r = (_per_count(lambda n: digamma(r + n), x) - digamma(r) + np.log(alpha) - w3 * np.log(alpha + T)
-               - w4 * np.log(alpha + t_x))
+        d_r = (_per_count(lambda n: digamma(r + n), x) - digamma(r) + np.log(alpha) - w3 * log_alpha_T
+               - w4 * log_alpha_t_x)
         d_alpha = r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)
         ab_x = _per_count(lambda n: digamma(a + b + n), x)
         d_a = digamma(a + b) - ab_x + w4 / a
         d_b = digamma(a + b) + _per_count(lambda n: digamma(b + n), x) - digamma(b) - ab_x - w4 / safe
-        return np.vstack([d_r, d_alpha, d_a, d_b])
+        return rows, np.vstack([d_r, d_alpha, d_a, d_b])
+
+    def _weighted_sums(self, params, data, weights):
+        """:meth:`_row_log_likelihood` and :meth:`_row_gradient` summed with ``weights``, the count terms once per
+        count: the same sums with about half the passes over the rows."""
+        x, t_x, T = data
+        counts = _memo(data, weights, lambda: _CountSums(x, weights) if _whole_counts(x) else None)
+        if counts is None:
+            return super()._weighted_sums(params, data, weights)
+        r, alpha, a, b = params
+        total = counts.weights.sum()
+        log_alpha_T, log_alpha_t_x = np.log(alpha + T), np.log(alpha + t_x)
+        r_x = r + x
+        log_repeat = np.zeros(counts.present[-1] + 1)  # log(b + x - 1) by count, for the repeat buyers
+        log_repeat[counts.present] = np.log(np.where(counts.n > 0, b + counts.n - 1, 1.0))
+        a3 = -r_x * log_alpha_T
+        a4 = np.where(x > 0, np.log(a) - log_repeat[counts.index] - r_x * log_alpha_t_x, -np.inf)
+        branches = np.logaddexp(a3, a4)
+        dropped = weights * np.exp(a4 - branches)  # weight times that of the "dropped out after the last purchase" branch
+        value = counts.total(lambda n: gammaln(r + n) - gammaln(r) + r * np.log(alpha) + betaln(a, b + n)
+                             - betaln(a, b)) + float(weights @ branches)
+        d_r = (counts.total(lambda n: digamma(r + n)) - total * (digamma(r) - np.log(alpha)) - weights @ log_alpha_T
+               + dropped @ (log_alpha_T - log_alpha_t_x))
+        inverse_T = 1.0 / (alpha + T)
+        d_alpha = (total * r / alpha - (weights * r_x) @ inverse_T
+                   - (dropped * r_x) @ (1.0 / (alpha + t_x) - inverse_T))
+        ab_x = counts.total(lambda n: digamma(a + b + n))
+        d_a = total * digamma(a + b) - ab_x + dropped.sum() / a
+        d_b = (total * (digamma(a + b) - digamma(b)) + counts.total(lambda n: digamma(b + n)) - ab_x
+               - counts.weighted(dropped, lambda n: 1.0 / np.where(n > 0, b + n - 1, 1.0)))
+        return value, np.array([d_r, d_alpha, d_a, d_b])
 
     def _start(self, data):
         return [np.zeros(4), np.log([0.5, 5.0, 0.8, 2.5])]
@@ -561,22 +650,54 @@ class GammaGammaModel(_Model):
 
     def _row_log_likelihood(self, params, data):
         """Equation (3) of Fader and Hardie (2013), the density of a customer's mean spend m over x purchases."""
-        p, q, gamma = params
-        x, m = data
-        px = p * x
-        by_count = _per_count(lambda n: gammaln(p * n + q) - gammaln(p * n) + xlogy(p * n, n), x)
-        return (by_count - gammaln(q) + q * np.log(gamma) + (px - 1) * np.log(m) - (px + q) * np.log(gamma + m * x))
+        return self._row_value_and_gradient(params, data, gradient=False)[0]
 
     def _row_gradient(self, params, data):
+        return self._row_value_and_gradient(params, data)[1]
+
+    def _row_value_and_gradient(self, params, data, *, gradient: bool = True):
         p, q, gamma = params
         x, m = data
         px = p * x
+        log_m, log_total = np.log(m), np.log(gamma + m * x)
+        by_count = _per_count(lambda n: gammaln(p * n + q) - gammaln(p * n) + xlogy(p * n, n), x)
+        rows = by_count - gammaln(q) + q * np.log(gamma) + (px - 1) * log_m - (px + q) * log_total
+        if not gradient:
+            return rows, None
         spend_digamma = _per_count(lambda n: digamma(p * n + q), x)
-        log_total = np.log(gamma + m * x)
-        d_p = x * (spend_digamma - _per_count(lambda n: digamma(p * n) - np.log(n), x) + np.log(m) - log_total)
+        d_p = x * (spend_digamma - _per_count(lambda n: digamma(p * n) - np.log(n), x) + log_m - log_total)
         d_q = spend_digamma - digamma(q) + np.log(gamma) - log_total
         d_gamma = q / gamma - (px + q) / (gamma + m * x)
-        return np.vstack([d_p, d_q, d_gamma])
+        return rows, np.vstack([d_p, d_q, d_gamma])
+
+    def _weighted_sums(self, params, data, weights):
+        """:meth:`_row_log_likelihood` and :meth:`_row_gradient` summed with ``weights``: the terms of m alone
+        summed once per fit, the count terms once per count, two logs and a division per row and step."""
+        x, m = data
+
+        def build():
+            if not _whole_counts(x):
+                return None
+            log_m, weighted_x = np.log(m), weights * x
+            return _CountSums(x, weights), m * x, weighted_x, float(weights @ log_m), float(weighted_x @ log_m)
+
+        prepared = _memo(data, weights, build)
+        if prepared is None:
+            return super()._weighted_sums(params, data, weights)
+        counts, mx, weighted_x, sum_log_m, sum_x_log_m = prepared
+        p, q, gamma = params
+        total = counts.weights.sum()
+        log_total = np.log(gamma + mx)
+        inverse_total = 1.0 / (gamma + mx)
+        sum_log_total, sum_x_log_total = float(weights @ log_total), float(weighted_x @ log_total)
+        value = (counts.total(lambda n: gammaln(p * n + q) - gammaln(p * n) + xlogy(p * n, n))
+                 + total * (q * np.log(gamma) - gammaln(q)) + p * sum_x_log_m - sum_log_m
+                 - p * sum_x_log_total - q * sum_log_total)
+        d_p = (counts.total(lambda n: n * (digamma(p * n + q) - digamma(p * n) + np.log(n)))
+               + sum_x_log_m - sum_x_log_total)
+        d_q = counts.total(lambda n: digamma(p * n + q)) - total * (digamma(q) - np.log(gamma)) - sum_log_total
+        d_gamma = total * q / gamma - p * float(weighted_x @ inverse_total) - q * float(weights @ inverse_total)
+        return value, np.array([d_p, d_q, d_gamma])
 
     def _start(self, data):
         x, m = data

@@ -36,7 +36,7 @@ import pandas as pd
 from clm_core.errors import DataRangeError
 from clm_core.workspace import Workspace
 
-__all__ = ["data_span", "customer_table", "window_activity"]
+__all__ = ["data_span", "customer_table", "purchase_history", "window_activity"]
 
 
 def data_span(workspace: Workspace) -> tuple[date, date]:
@@ -77,6 +77,19 @@ def customer_table(workspace: Workspace, as_of: date | None = None, *, attribute
     recent = frame["spend_last_90"] + frame["spend_prior_90"]
     frame["spend_trend"] = ((frame["spend_last_90"] - frame["spend_prior_90"]) / recent.where(recent > 0)).fillna(0.0)
     frame["return_rate"] = frame["return_lines"] / frame["lines"]
+    return frame
+
+
+def purchase_history(workspace: Workspace, as_of: date) -> pd.DataFrame:
+    """The purchase-history columns of :func:`customer_table` as of ``as_of`` (``customer_id``,
+    ``first_purchase``, ``last_purchase``, ``purchase_days``, ``repeat_spend_days``, ``repeat_spend_value``) for
+    the customers who bought by then, by customer id: all the CLV models need, without the rest of the table."""
+    frame = workspace.query("customer_purchases", cutoff=as_of)
+    frame = frame.rename(columns={"first_day": "first_purchase", "last_day": "last_purchase"})
+    for column in ("first_purchase", "last_purchase"):
+        frame[column] = pd.to_datetime(frame[column])
+    frame[["purchase_days", "repeat_spend_days"]] = frame[["purchase_days", "repeat_spend_days"]].astype(np.int64)
+    frame["repeat_spend_value"] = frame["repeat_spend_value"].astype(float) if workspace.dataset.has_money else np.nan
     return frame
 
 

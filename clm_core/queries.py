@@ -259,6 +259,20 @@ QUERIES: dict[str, str] = {
              LEFT JOIN products b ON a.customer_id = b.customer_id
         ORDER BY a.customer_id
     """,
+    # The purchase history columns of customer_table alone (first and last purchase day, purchase days, the
+    # repeat purchase days worth more than nothing and their value), per customer who bought by $cutoff: what the
+    # CLV models read, in a third of the time of the whole table on millions of rows. The repeat days worth more
+    # than nothing are those of all days less the first (min_by(value, day): the first day's value).
+    "customer_purchases": """
+        WITH {purchase_days up to $cutoff}
+        SELECT customer_id, MIN(day) AS first_day, MAX(day) AS last_day, COUNT(*) AS purchase_days,
+               SUM(CASE WHEN value > 0 THEN 1 ELSE 0 END)
+                   - (CASE WHEN min_by(value, day) > 0 THEN 1 ELSE 0 END) AS repeat_spend_days,
+               SUM(CASE WHEN value > 0 THEN value ELSE 0 END) - greatest(min_by(value, day), 0) AS repeat_spend_value
+        FROM purchase_days
+        GROUP BY customer_id
+        ORDER BY customer_id
+    """,
     # Per customer, purchase days, purchase orders and their value in the window ($start, $end] (DATEs), netted
     # of returns up to $end: the holdout of the CLV check and the label of churn ("did they buy in the next H
     # days?").

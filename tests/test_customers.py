@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from clm_core.customers import customer_table, window_activity
+from clm_core.customers import customer_table, purchase_history, window_activity
 from clm_core.summary import customer_attributes
 from clm_core.workspace import Workspace
 
@@ -63,7 +63,7 @@ def _netted_purchase_days(rows: pd.DataFrame) -> pd.DataFrame:
     return days[["customer_id", "day", "value", "orders"]].reset_index(drop=True)
 
 
-def test_online_retail_customer_table_matches_pandas(online_retail_workspace):
+def test_online_retail_customer_table_and_purchase_history_match_pandas(online_retail_workspace):
     workspace, _ = online_retail_workspace
     table = customer_table(workspace, AS_OF).set_index("customer_id")
     rows = _transactions(workspace)
@@ -102,6 +102,16 @@ def test_online_retail_customer_table_matches_pandas(online_retail_workspace):
     assert_allclose(table["return_rate"], rows.groupby("customer_id")["is_return"].mean().reindex(table.index))
     only_returns = table[table["purchase_days"] == 0]
     assert only_returns["first_purchase"].isna().all()
+    # The CLV models' lighter query: the same purchase history, by another SQL route.
+    history = purchase_history(workspace, AS_OF)
+    assert history["customer_id"].tolist() == sorted(per_customer.index)
+    history = history.set_index("customer_id")
+    assert (history["first_purchase"] == per_customer["first"]).all()
+    assert (history["last_purchase"] == per_customer["last"]).all()
+    assert (history["purchase_days"] == per_customer["purchase_days"]).all()
+    assert (history["repeat_spend_days"] == repeat["size"].reindex(history.index, fill_value=0)).all()
+    assert_allclose(history["repeat_spend_value"], repeat["sum"].reindex(history.index, fill_value=0.0), rtol=1e-9,
+                    atol=1e-6)
     # Netting matters on this file: some customers lose purchase days to their returns.
     gross_days = purchases.groupby("customer_id")["order_ts"].apply(lambda ts: ts.dt.normalize().nunique())
     assert (gross_days.reindex(buying.index) > buying["purchase_days"]).sum() > 0
