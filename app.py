@@ -6,6 +6,7 @@ import app_state
 
 st.set_page_config(page_title="Customer Lifecycle Analytics", page_icon="📈", layout="wide")
 
+app_state.warm_up_imports()
 app_state.ensure_first_run_demo()
 
 pages = [

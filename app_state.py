@@ -44,6 +44,27 @@ _CLOSE_TIMEOUT_SECONDS = 10.0
 _LOGGER = logging.getLogger(__name__)
 
 
+# --- start-up ---------------------------------------------------------------------------------------------------
+# The model pages need scikit-learn and SciPy, which take a second or more to import: a background thread
+# imports them once per server process while the user is still on the first page.
+_MODEL_MODULES = ("clm_core.churn", "clm_core.clv", "clm_core.clv_diagnostics", "clm_core.charts")
+
+
+def _import_model_modules() -> None:
+    import importlib
+
+    for name in _MODEL_MODULES:
+        importlib.import_module(name)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up_imports() -> threading.Thread:
+    """Start importing the model modules in the background (once per process); the thread, for tests to join."""
+    thread = threading.Thread(target=_import_model_modules, name="clm-import-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 # --- text from users ------------------------------------------------------------------------------------------
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=^\"'@%/])")
 # Streamlit turns some plain words into links or images after Markdown is parsed, so escaping cannot stop them:
