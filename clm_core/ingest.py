@@ -161,15 +161,19 @@ def _number(column: str | None, style: str) -> str:
 
 
 def _slashed_formats(date_format: str) -> list[str]:
-    """Every strptime format a month-first or day-first date may be written in."""
+    """Every strptime format a month-first or day-first date may be written in: with numbers ('09/12/2011'), or
+    with the month's English name or its abbreviation ('09-Dec-11', '9 December 2011'; 'Dec 9, 2011')."""
     first, second = ("%d", "%m") if date_format == "dmy" else ("%m", "%d")
-    formats = []
+    bases = []
     # Two-digit years first: '%Y' would read '3/4/11' as the year 11, while '%y' never reads a four-digit year.
     for separator in ("/", "-", "."):
         for year in ("%y", "%Y"):
-            base = separator.join((first, second, year))
-            formats += [f"{base} %H:%M:%S", f"{base} %H:%M", f"{base} %I:%M %p", f"{base}"]
-    return formats
+            bases.append(separator.join((first, second, year)))
+    for month in ("%b", "%B"):
+        for year in ("%y", "%Y"):
+            bases += ([f"%d{separator}{month}{separator}{year}" for separator in ("-", " ", "/")]
+                      if date_format == "dmy" else [f"{month} %d, {year}", f"{month} %d {year}"])
+    return [fmt for base in bases for fmt in (f"{base} %H:%M:%S", f"{base} %H:%M", f"{base} %I:%M %p", base)]
 
 
 def _likely_formats(con: duckdb.DuckDBPyConnection, column: str, formats: list[str], *, keep: int = 3,

@@ -31,8 +31,8 @@ __all__ = [
 
 DATE_FORMATS = {
     "iso": "ISO, e.g. 2011-12-09 12:50:00",
-    "mdy": "month first, e.g. 12/09/2011 12:50",
-    "dmy": "day first, e.g. 09/12/2011 12:50",
+    "mdy": "month first, e.g. 12/09/2011 12:50 or Dec 9, 2011",
+    "dmy": "day first, e.g. 09/12/2011 12:50 or 09-Dec-11",
     "ymd_compact": "YYYYMMDD, e.g. 20111209",
     "epoch_s": "seconds since 1970 (Unix time)",
     "epoch_ms": "milliseconds since 1970",
@@ -91,6 +91,10 @@ _SEGMENT_MAX_LEVELS = 60
 
 _ISO = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$")
 _COMPACT = re.compile(r"^(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$")
+# Month names (English): "09-Dec-11", "9 December 2011" are day first; "Dec 9, 2011" is month first.
+_TIME_PART = r"(\s+\d{1,2}:\d{2}(:\d{2})?(\s*[AaPp][Mm])?)?$"
+_NAMED_DAY_FIRST = re.compile(r"^\d{1,2}[-\s/.]+[A-Za-z]{3,9}\.?[-\s/.,]+\d{2,4}" + _TIME_PART)
+_NAMED_MONTH_FIRST = re.compile(r"^[A-Za-z]{3,9}\.?\s+\d{1,2},?\s+\d{2,4}" + _TIME_PART)
 _SLASHED = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(\s+\d{1,2}:\d{2}(:\d{2})?(\s*[AaPp][Mm])?)?$")
 _EPOCH_S = re.compile(r"^1\d{9}(\.\d+)?$|^[5-9]\d{8}(\.\d+)?$")
 _EPOCH_MS = re.compile(r"^1\d{12}$")
@@ -172,6 +176,10 @@ def detect_date_format(values: pd.Series) -> tuple[str | None, bool]:
         return "epoch_ms", False
     if share(_EPOCH_S) >= 0.9:
         return "epoch_s", False
+    if share(_NAMED_DAY_FIRST) >= 0.9:
+        return "dmy", False
+    if share(_NAMED_MONTH_FIRST) >= 0.9:
+        return "mdy", False
     parts = sample.str.extract(_SLASHED)
     if parts[0].notna().mean() >= 0.9:
         first, second = parts[0].dropna().astype(int), parts[1].dropna().astype(int)
