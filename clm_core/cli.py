@@ -376,6 +376,75 @@ def _at_risk(args: argparse.Namespace) -> dict:
             "notes": notes}
 
 
+def _recommend(args: argparse.Namespace) -> dict:
+    from clm_core import recommend
+    from clm_core.export import EXCEL_MAX_ROWS, write_table
+
+    if args.top < 1:
+        raise ClmError("--top must be at least 1.")
+    if args.customer is None and not args.out and not args.evaluate:
+        raise ClmError("Say what to compute: --customer ID (one customer), --out FILE (every customer) or --evaluate "
+                       "(how well the recommendations would have done).")
+    result: dict = {}
+    with Workspace(_existing_db(args.db), read_only=True) as workspace:
+        segment = None
+        if args.segment:
+            labels = {label: column for column, label in workspace.dataset.segment_columns.items()}
+            if args.segment not in labels and args.segment not in labels.values():
+                raise MappingError(f"No segment attribute {args.segment!r}; the dataset has "
+                                   f"{', '.join(labels) or 'none'}.")
+            segment = labels.get(args.segment, args.segment)
+        evaluation = None
+        if args.evaluate:
+            evaluation = recommend.evaluate(workspace, top=args.top, segment=segment)
+            result.update(evaluation.to_dict())
+        if args.customer is None and not args.out:
+            return result
+        model = recommend.build_recommender(workspace, segment=segment, include_repeats=args.repeats,
+                                            method=args.method, evaluation=evaluation)
+    result.update({"method": model.method, "method_reason": model.method_reason,
+                   "include_repeats": model.include_repeats_, "as_of": model.as_of_.isoformat()})
+    if args.customer is not None:
+        picks = model.for_customer(args.customer, top=args.top)
+        result["customer_id"] = args.customer
+        result["recommendations"] = picks.drop(columns="customer_id").astype(
+            {"product_id": str, "product_name": str, "reason": str, "method": str}).to_dict("records")
+    if args.out:
+        table = model.recommend(top=args.top)
+        write_table(table, args.out)
+        written = min(len(table), EXCEL_MAX_ROWS) if args.out.lower().endswith(".xlsx") else len(table)
+        result.update({"out": args.out, "customers": int((table["rank"] == 1).sum()), "rows": written})
+        if written < len(table):
+            result["notes"] = result.get("notes", []) + [
+                f"Excel holds {EXCEL_MAX_ROWS:,} rows: the last {len(table) - written:,} recommendations were left "
+                "out; use a .csv file for all of them."]
+    return result
+
+
+def _print_recommend(result: dict) -> None:
+    from clm_core.recommend import METHOD_LABELS
+
+    if "table" in result:
+        print(f"Recommendations from purchases up to {result['cutoff']}, checked against what "
+              f"{result['evaluated_customers']:,} customers bought up to {result['end']} (top {result['top']}):")
+        for row in result["table"]:
+            print(f"  {METHOD_LABELS[row['method']]:<52} {row['items']:<12} hit rate {row['hit_rate']:.1%} "
+                  f"({row['hit_rate_low']:.1%}-{row['hit_rate_high']:.1%})  recall {row['recall']:.1%} "
+                  f"({row['recall_low']:.1%}-{row['recall_high']:.1%})  precision {row['precision']:.1%}  "
+                  f"coverage {row['coverage']:.1%}")
+        print(f"Chosen: {result['chosen']}. {result['reason']}")
+    if "recommendations" in result:
+        print(f"Top {len(result['recommendations'])} for customer {result['customer_id']} "
+              f"({METHOD_LABELS[result['method']]}):")
+        for row in result["recommendations"]:
+            print(f"  {row['rank']:>2}. {row['product_name']} ({row['product_id']}): {row['reason']}")
+    if "out" in result:
+        print(f"Wrote {result['rows']:,} recommendations for {result['customers']:,} customers to {result['out']} "
+              f"({METHOD_LABELS[result['method']]}).")
+    for note in result.get("notes", []):
+        print(f"Note: {note}")
+
+
 def _existing_db(path: str) -> str:
     if not Path(path).exists():
         raise ClmError(f"No workspace at {path}. Create one first: python -m clm_core ingest FILE --db {path}")
@@ -475,6 +544,25 @@ def build_parser() -> argparse.ArgumentParser:
     at_risk.add_argument("--json", action="store_true")
     at_risk.set_defaults(run=_at_risk, show=lambda r: print(
         f"Wrote {r['customers']:,} customers to {r['out']}" + "".join(f"\nNote: {n}" for n in r["notes"])))
+
+    recommend_command = commands.add_parser("recommend", help="Product recommendations per customer, and how well "
+                                                               "they would have done.")
+    recommend_command.add_argument("--db", required=True, help="workspace written by ingest")
+    recommend_command.add_argument("--customer", metavar="ID", help="recommendations for this customer")
+    recommend_command.add_argument("--out", help="write recommendations for every customer (.csv or .xlsx)")
+    recommend_command.add_argument("--top", type=int, default=10, help="recommendations per customer (default 10)")
+    recommend_command.add_argument("--evaluate", action="store_true",
+                                   help="hide the last 3 months, recommend from what came before and measure "
+                                        "precision, recall and hit rate against what customers then bought")
+    recommend_command.add_argument("--method", choices=["cf", "popularity"],
+                                   help="personalised (cf) or most popular; default: the one that did better in the "
+                                        "check")
+    recommend_command.add_argument("--segment", help="count popularity within this segment attribute (e.g. Country)")
+    recommend_command.add_argument("--repeats", action=argparse.BooleanOptionalAction, default=None,
+                                   help="put products the customer bought before first (default: decided from how "
+                                        "often customers rebuy in this data)")
+    recommend_command.add_argument("--json", action="store_true")
+    recommend_command.set_defaults(run=_recommend, show=_print_recommend)
 
     demo = commands.add_parser("demo", help="Write seeded synthetic transactions.")
     demo.add_argument("--customers", type=int, required=True)

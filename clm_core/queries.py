@@ -283,9 +283,178 @@ QUERIES: dict[str, str] = {
         WHERE day > $start
         GROUP BY customer_id
     """,
+    # Per product (its id, else its name; as in every recommendation query): the name it carries on most lines of
+    # days up to $end (a DATE; a name over none; of equal counts, the first in alphabetical order).
+    "product_names": """
+        WITH named AS (
+            SELECT coalesce(product_id, product_name) AS product, product_name, COUNT(*) AS lines
+            FROM transactions
+            WHERE coalesce(product_id, product_name) IS NOT NULL AND CAST(order_ts AS DATE) <= $end
+            GROUP BY coalesce(product_id, product_name), product_name
+        ),
+        ranked AS (
+            SELECT product, product_name,
+                   ROW_NUMBER() OVER (PARTITION BY product
+                                      ORDER BY CASE WHEN product_name IS NULL THEN 1 ELSE 0 END, lines DESC,
+                                               product_name) AS name_rank
+            FROM named
+        )
+        SELECT product, product_name FROM ranked WHERE name_rank = 1 ORDER BY product
+    """,
+    # Per customer and product, over the rows of days in ($start, $end] (DATEs): the days they bought it, the first
+    # and last of them, and how much they bought and returned (units, else money, else lines): the interaction
+    # matrix of recommendations. A pair with returns only (bought before $start) has no purchase days. Grouping by
+    # day first is a third faster than counting distinct days.
+    "customer_product_interactions": """
+        WITH product_days AS (
+            SELECT customer_id, coalesce(product_id, product_name) AS product, CAST(order_ts AS DATE) AS day,
+                   SUM(CASE WHEN is_return THEN 0 ELSE abs(coalesce(quantity, amount, 1)) END) AS bought,
+                   SUM(CASE WHEN is_return THEN abs(coalesce(quantity, amount, 1)) ELSE 0 END) AS returned,
+                   MIN(CASE WHEN is_return THEN 1 ELSE 0 END) AS returns_only
+            FROM transactions
+            WHERE CAST(order_ts AS DATE) > $start AND CAST(order_ts AS DATE) <= $end
+                  AND coalesce(product_id, product_name) IS NOT NULL
+            GROUP BY customer_id, coalesce(product_id, product_name), CAST(order_ts AS DATE)
+        )
+        SELECT customer_id, product,
+               SUM(1 - returns_only) AS purchase_days,
+               MIN(CASE WHEN returns_only = 0 THEN day END) AS first_day,
+               MAX(CASE WHEN returns_only = 0 THEN day END) AS last_day,
+               SUM(bought) AS bought,
+               SUM(returned) AS returned
+        FROM product_days
+        GROUP BY customer_id, product
+    """,
+    # Frequently bought together, as association rules report them (baskets = purchase orders): per ordered pair
+    # of products in at least $min_orders orders together, orders_both, support = orders_both / all orders,
+    # confidence = orders_both / orders with the first product, lift = confidence / (share of orders with the
+    # other product). The $top pairs per first product by confidence (then lift); $product (or NULL: every
+    # product) keeps one first product.
+    "bought_together": """
+        WITH order_products AS (
+            SELECT DISTINCT customer_id, order_id, coalesce(product_id, product_name) AS product
+            FROM transactions
+            WHERE NOT is_return AND coalesce(product_id, product_name) IS NOT NULL
+        ),
+        baskets AS (
+            SELECT COUNT(*) AS orders FROM (SELECT DISTINCT customer_id, order_id FROM order_products) o
+        ),
+        product_orders AS (
+            SELECT product, COUNT(*) AS orders FROM order_products GROUP BY product
+        ),
+        pairs AS (
+            SELECT a.product, b.product AS other_product, COUNT(*) AS orders_both
+            FROM order_products a
+                 JOIN order_products b
+                 ON a.customer_id = b.customer_id AND a.order_id = b.order_id AND a.product <> b.product
+            WHERE $product IS NULL OR a.product = $product
+            GROUP BY a.product, b.product
+            HAVING COUNT(*) >= $min_orders
+        ),
+        rules AS (
+            SELECT p.product, p.other_product, p.orders_both, f.orders AS product_orders,
+                   o.orders AS other_orders, n.orders AS all_orders,
+                   CAST(p.orders_both AS DOUBLE) / n.orders AS support,
+                   CAST(p.orders_both AS DOUBLE) / f.orders AS confidence,
+                   CAST(p.orders_both AS DOUBLE) * n.orders / (CAST(f.orders AS DOUBLE) * o.orders) AS lift
+            FROM pairs p
+                 JOIN product_orders f ON p.product = f.product
+                 JOIN product_orders o ON p.other_product = o.product
+                 CROSS JOIN baskets n
+        ),
+        ranked AS (
+            SELECT r.*, ROW_NUMBER() OVER (PARTITION BY product
+                                           ORDER BY confidence DESC, lift DESC, other_product) AS pair_rank
+            FROM rules r
+        )
+        SELECT product, other_product, orders_both, product_orders, other_orders, all_orders, support, confidence,
+               lift
+        FROM ranked
+        WHERE pair_rank <= $top
+        ORDER BY product, pair_rank
+    """,
     # First and last moment of the data.
     "date_span": """
         SELECT MIN(order_ts) AS first_ts, MAX(order_ts) AS last_ts FROM transactions
+    """,
+    # Type-ahead search: the customers whose id, or a contact value (``attributes``) on any of their rows,
+    # contains $text (pass it in lower case). Plain text, no wildcards: instr() has none to escape (DuckDB and
+    # Spark SQL both have it, as lower, length, concat_ws and chr); chr(31), a separator nobody types, keeps a
+    # match from spanning two values. The first $limit: ids starting with the text (match_rank 0), then ids
+    # holding it (1), then contact matches (2), shorter ids first; with the contact values of their first row,
+    # their purchase orders and their last row's moment.
+    "customer_search": """
+        WITH matched AS (
+            SELECT a.customer_id,
+                   MIN(CASE WHEN instr(lower(a.customer_id), $text) = 1 THEN 0
+                            WHEN instr(lower(a.customer_id), $text) > 0 THEN 1 ELSE 2 END) AS match_rank
+            FROM transactions a
+            WHERE instr(lower(concat_ws(chr(31), a.customer_id {selected_attributes})), $text) > 0
+            GROUP BY a.customer_id
+            ORDER BY match_rank, length(a.customer_id), a.customer_id
+            LIMIT $limit
+        )
+        SELECT t.customer_id, m.match_rank {first_attributes},
+               COUNT(DISTINCT CASE WHEN NOT t.is_return THEN t.order_id END) AS orders, MAX(t.order_ts) AS last_ts
+        FROM transactions t JOIN matched m ON t.customer_id = m.customer_id
+        GROUP BY t.customer_id, m.match_rank
+        ORDER BY m.match_rank, length(t.customer_id), t.customer_id
+    """,
+    # One customer's ($customer_id) rows up to $cutoff (a DATE), as customer_table counts them: net revenue (every
+    # row, returns included), return lines, lines, distinct products bought, and the attribute columns
+    # (``attributes``) of their first row. No row: no such customer by then.
+    "customer_totals": """
+        SELECT t.customer_id, SUM(t.amount) AS net_revenue,
+               SUM(CASE WHEN t.is_return THEN 1 ELSE 0 END) AS return_lines, COUNT(*) AS lines,
+               COUNT(DISTINCT CASE WHEN NOT t.is_return THEN coalesce(t.product_id, t.product_name) END) AS products
+               {first_attributes}
+        FROM transactions t
+        WHERE t.customer_id = $customer_id AND CAST(t.order_ts AS DATE) <= $cutoff
+        GROUP BY t.customer_id
+    """,
+    # One customer's ($customer_id) days with any row up to $cutoff (a DATE): purchase orders, the value of what
+    # they bought (before returns), their return lines and the value returned (positive); and whether the day is
+    # a purchase day of customer_table (netted of returns, {purchase_days} above) with its net value, from which
+    # the customer table's purchase figures follow. DuckDB pushes the customer filter down into the purchase-day
+    # CTEs, so this reads one customer's rows.
+    "customer_timeline": """
+        WITH {purchase_days up to $cutoff},
+        day_rows AS (
+            SELECT CAST(order_ts AS DATE) AS day,
+                   COUNT(DISTINCT CASE WHEN NOT is_return THEN order_id END) AS orders,
+                   SUM(CASE WHEN NOT is_return THEN amount END) AS bought_value,
+                   SUM(CASE WHEN is_return THEN 1 ELSE 0 END) AS return_lines,
+                   SUM(CASE WHEN is_return THEN -amount END) AS returned_value
+            FROM transactions
+            WHERE customer_id = $customer_id AND CAST(order_ts AS DATE) <= $cutoff
+            GROUP BY CAST(order_ts AS DATE)
+        ),
+        netted AS (
+            SELECT day, value FROM purchase_days WHERE customer_id = $customer_id
+        )
+        SELECT r.day, r.orders, r.bought_value, r.return_lines, r.returned_value,
+               CASE WHEN n.day IS NULL THEN FALSE ELSE TRUE END AS purchase_day, n.value AS net_value
+        FROM day_rows r LEFT JOIN netted n ON r.day = n.day
+        ORDER BY r.day
+    """,
+    # One customer's ($customer_id) products (id, else name) up to $cutoff (a DATE): a name (of the customer's
+    # lines, the first alphabetically), the days they bought it and the last of them, units and value bought and
+    # returned (returns as positive numbers), and what they bought and returned in one measure (units, else money,
+    # else lines, as customer_product_interactions) to tell a product returned in full.
+    "customer_products": """
+        SELECT coalesce(product_id, product_name) AS product, MIN(product_name) AS product_name,
+               COUNT(DISTINCT CASE WHEN NOT is_return THEN CAST(order_ts AS DATE) END) AS purchase_days,
+               MAX(CASE WHEN NOT is_return THEN CAST(order_ts AS DATE) END) AS last_day,
+               SUM(CASE WHEN NOT is_return THEN abs(quantity) END) AS bought_quantity,
+               SUM(CASE WHEN is_return THEN abs(quantity) END) AS returned_quantity,
+               SUM(CASE WHEN NOT is_return THEN amount END) AS bought_value,
+               SUM(CASE WHEN is_return THEN -amount END) AS returned_value,
+               SUM(CASE WHEN is_return THEN 0 ELSE abs(coalesce(quantity, amount, 1)) END) AS bought,
+               SUM(CASE WHEN is_return THEN abs(coalesce(quantity, amount, 1)) ELSE 0 END) AS returned
+        FROM transactions
+        WHERE customer_id = $customer_id AND CAST(order_ts AS DATE) <= $cutoff
+              AND coalesce(product_id, product_name) IS NOT NULL
+        GROUP BY coalesce(product_id, product_name)
     """,
     # The first rows of the cleaned table, in file order.
     "preview": """
