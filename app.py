@@ -14,6 +14,8 @@ pages = [
     st.Page("pages/cohorts.py", title="Cohorts", icon="📊"),
     st.Page("pages/clv.py", title="Customer lifetime value", icon="💰", url_path="clv"),
     st.Page("pages/churn.py", title="Churn risk", icon="🚨", url_path="churn"),
+    st.Page("pages/recommendations.py", title="Recommendations", icon="🎁", url_path="recommendations"),
+    st.Page("pages/customer.py", title="Customer", icon="👤", url_path="customer"),
 ]
 navigation = st.navigation(pages)
 navigation.run()

@@ -510,3 +510,118 @@ def digest_bytes(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+# --- recommendations, next best action, the customer page -------------------------------------------------------
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def cached_recommend_evaluation(fingerprint: str, _ws: Workspace, segment: str | None):
+    """The offline check of recommendations (personalised against popularity, last 3 months held out)."""
+    from clm_core.recommend import evaluate
+
+    return evaluate(_ws, segment=segment)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def cached_recommender(fingerprint: str, _ws: Workspace, segment: str | None, include_repeats: bool | None):
+    """The recommender fitted on all the data, its method the one the offline check chose (shared: never mutated)."""
+    from clm_core.recommend import build_recommender
+
+    return build_recommender(_ws, segment=segment, include_repeats=include_repeats,
+                             evaluation=cached_recommend_evaluation(fingerprint, _ws, segment))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_recommendations(fingerprint: str, _ws: Workspace, segment: str | None, include_repeats: bool | None,
+                           top: int) -> pd.DataFrame:
+    """The ``top`` recommendations of every customer."""
+    return cached_recommender(fingerprint, _ws, segment, include_repeats).recommend(top=top)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_bought_together(fingerprint: str, _ws: Workspace, product: str | None, min_orders: int) -> pd.DataFrame:
+    """Products bought together with ``product`` (None: every product's top partners)."""
+    from clm_core.recommend import bought_together
+
+    return bought_together(_ws, product, min_orders=min_orders, top=10 if product else 3)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_product_names(fingerprint: str, _ws: Workspace) -> pd.Series:
+    """Each product's shown name (id -> name), for the product pickers."""
+    from clm_core.customers import data_span
+
+    names = _ws.query("product_names", end=data_span(_ws)[1]).set_index("product")["product_name"]
+    return names.where(names.notna(), names.index.to_series())
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_full_customer_table(fingerprint: str, _ws: Workspace) -> pd.DataFrame:
+    """The customer table at the end of the data with its segment and contact columns (the customer page and the
+    next best action read it)."""
+    from clm_core.customers import customer_table
+
+    return customer_table(_ws)
+
+
+def churn_for_other_pages(fingerprint: str, ws: Workspace):
+    """The churn result at the horizon the Churn risk page uses in this session (its suggestion until changed),
+    with the best model: the same cached result that page shows."""
+    return cached_churn(fingerprint, ws, churn_horizon_in_use(fingerprint, ws), None, None)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_action_customers(fingerprint: str, _ws: Workspace, churn_horizon: int | None) -> tuple[pd.DataFrame,
+                                                                                                 list[str]]:
+    """The customers the next best action reads: the customer table with the churn risk (at ``churn_horizon``,
+    None: none) and the 12-month CLV where the models give them; and notes on what could not be used."""
+    from clm_core import actions, churn, clv
+    from clm_core.errors import ClmError
+
+    notes = []
+    customers = cached_full_customer_table(fingerprint, _ws)
+    churn_scores = clv_scores = None
+    if churn_horizon is not None:
+        try:
+            result = cached_churn(fingerprint, _ws, churn_horizon, None, None)
+            churn_scores = result.scores[["customer_id"]].assign(
+                risk=churn.chance_of_leaving(result.scores["risk"], predictive=result.predictive).to_numpy())
+            if not result.predictive:
+                notes.append("The churn models did no better than chance here, so risk is read from how overdue "
+                             "each customer is against their usual gap.")
+        except ClmError as error:
+            notes.append(f"Churn risk is not used: {error}")
+    try:
+        summary, fitted = cached_clv_fit(fingerprint, _ws, "bgnbd", "week", None)
+        clv_scores = clv.predict_clv(summary, fitted).scores
+    except ClmError as error:
+        notes.append(f"Customer value is not the CLV model's: {error}")
+    return actions.with_model_scores(customers, churn=churn_scores, clv=clv_scores), notes
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_next_best_actions(fingerprint: str, _ws: Workspace, churn_horizon: int | None,
+                             rules: pd.DataFrame) -> pd.DataFrame:
+    """One action per customer under ``rules``; cross-sells name each customer's top product they have not
+    bought (when the file has products)."""
+    from clm_core.actions import next_best_actions
+
+    customers, _ = cached_action_customers(fingerprint, _ws, churn_horizon)
+    recommendations = (cached_recommendations(fingerprint, _ws, None, False, 1)
+                       if _ws.dataset.has_products else None)
+    return next_best_actions(customers, rules, recommendations=recommendations)
+
+
+def action_rules(fingerprint: str, ws: Workspace) -> pd.DataFrame:
+    """The rules of the next best action in this session: as last edited on the Recommendations page, else the
+    defaults for this dataset."""
+    from clm_core.actions import default_rules
+
+    edited = st.session_state.get(f"nba_rules_{fingerprint}")
+    return edited if edited is not None else default_rules(cached_action_customers(fingerprint, ws, None)[0])
+
+
+def churn_horizon_in_use(fingerprint: str, ws: Workspace) -> int:
+    """The churn horizon the Churn risk page uses in this session (its suggestion until changed)."""
+    suggested, _ = cached_churn_horizon(fingerprint, ws)
+    return int(st.session_state.get(f"churn_horizon_{fingerprint}", suggested))

@@ -28,6 +28,8 @@ __all__ = [
     "importance_figure",
     "risk_distribution_figure",
     "campaign_figure",
+    "action_summary_figure",
+    "customer_timeline_figure",
 ]
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), hovermode="x unified")
@@ -465,4 +467,42 @@ def campaign_figure(curve: pd.DataFrame, chosen: float) -> go.Figure:
     figure.update_layout(title="Campaign net benefit by list size (riskiest first)",
                          xaxis_title="Customers contacted", yaxis_title="Net benefit (currency)",
                          **{**_LAYOUT, "hovermode": "closest"})
+    return figure
+
+
+def action_summary_figure(summary: pd.DataFrame) -> go.Figure:
+    """Customers per next best action (bars) with the expected net value of each (in the hover and the labels),
+    from :func:`clm_core.actions.action_summary`."""
+    unit = "orders" if (summary["value_unit"] == "orders").all() else ""
+    figure = go.Figure(go.Bar(
+        x=summary["customers"], y=summary["action"].astype(str), orientation="h", marker_color="#1f77b4",
+        text=[f"{value:,.0f} {unit}".strip() for value in summary["expected_net_value"]], textposition="outside",
+        customdata=np.column_stack([summary["expected_net_value"], summary["share"] * 100]),
+        hovertemplate="%{y}: %{x:,} customers (%{customdata[1]:.0f} %), expected net value %{customdata[0]:,.0f}"
+                      + (f" {unit}" if unit else "") + "<extra></extra>"))
+    figure.update_layout(**{**_LAYOUT, "hovermode": "closest"}, height=320,
+                         title="Customers per action (label: expected net value of the action)")
+    figure.update_xaxes(title="customers")
+    figure.update_yaxes(autorange="reversed")
+    return figure
+
+
+def customer_timeline_figure(timeline: pd.DataFrame, *, has_money: bool) -> go.Figure:
+    """One customer's purchase days (bars: net value, or orders without amounts) and returned value (below zero),
+    from :attr:`clm_core.customer_view.CustomerProfile.timeline`."""
+    bought = timeline[timeline["purchase_day"]]
+    value = bought["net_value"] if has_money else bought["orders"]
+    figure = go.Figure(go.Bar(x=bought["day"], y=value, name="purchases" + (" (net of returns)" if has_money else ""),
+                              marker_color="#1f77b4",
+                              hovertemplate="%{x|%d %b %Y}: %{y:,.2f}<extra>purchases</extra>" if has_money
+                              else "%{x|%d %b %Y}: %{y} orders<extra></extra>"))
+    if has_money and (timeline["returned_value"] > 0).any():
+        returned = timeline[timeline["returned_value"] > 0]
+        figure.add_trace(go.Bar(x=returned["day"], y=-returned["returned_value"], name="returned",
+                                marker_color="#d62728",
+                                hovertemplate="%{x|%d %b %Y}: %{y:,.2f}<extra>returned</extra>"))
+    figure.update_layout(**{**_LAYOUT, "hovermode": "closest"}, height=300, barmode="relative",
+                         title="Purchases over time" + (" (value per day)" if has_money else " (orders per day)"))
+    figure.update_xaxes(title="date", tickformat="%d %b %Y")
+    figure.update_yaxes(title="value" if has_money else "orders")
     return figure
