@@ -34,9 +34,11 @@ customer's segment when one is chosen and it has at least 30 such customers, the
 overall); it also fills a personalised list that has fewer than ``top`` products.
 
 Repeats. When ``include_repeats`` is on, the customer's own products come first, by how many days they bought
-them (ties by popularity), then the new ones. On Online Retail this did best in the offline check "with
-repeats" (hit rate at 10: 0.84, against 0.83 and 0.81 with at most 7 or 5 own products, and 0.74 with only the
-products bought on two days or more). By default it is on for repeat-purchase catalogues: when, among customers
+them (ties by popularity), up to half the list (5 of 10), then the new ones: a regular buyer gets a reminder of
+their usual products and products new to them, never only the former. On Online Retail the offline check "with
+repeats" gives hit rate at 10 of 0.81 so, against 0.84 when own products may fill the whole list and 0.74 with
+only the products bought on two days or more: we give up three points of hit rate for lists that offer something
+new. By default it is on for repeat-purchase catalogues: when, among customers
 who bought on two days or more, at least 10 % of their (customer, product) pairs were bought on two days or more
 (Online Retail: 25 %; the generated demo data: 20 %).
 
@@ -387,7 +389,14 @@ class Recommender(BaseEstimator):
         own_rows = np.repeat(np.arange(n_rows), np.diff(history.indptr))
         if include_repeats:
             days = history.data.astype(np.float64)
-            key[own_rows, history.indices] = 2.0 + (days + tiebreak[history.indices]) / (days.max(initial=0.0) + 1.0)
+            own = 2.0 + (days + tiebreak[history.indices]) / (days.max(initial=0.0) + 1.0)
+            # At most half the list (rounded up) is the customer's own products, their most bought first: the
+            # rest is new to them, so a regular buyer's list is never only a reminder of what they already buy.
+            order = np.lexsort((-own, own_rows))
+            place = np.empty(len(own), dtype=np.int64)
+            place[order] = np.arange(len(own)) - np.repeat(history.indptr[:-1], np.diff(history.indptr))
+            own[place >= (top + 1) // 2] = -np.inf
+            key[own_rows, history.indices] = own
         else:
             key[own_rows, history.indices] = -np.inf
         excluded = self.excluded_[rows]

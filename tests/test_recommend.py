@@ -109,6 +109,19 @@ def test_repeats_come_first_and_thin_histories_get_popularity():
     assert c7["reason"].iloc[1] == "popular in the last 90 days (3 customers)"
 
 
+def test_own_products_fill_at_most_half_the_list():
+    """A customer who bought six products gets their three most bought (top 5 rounds up to 3) and then the new
+    ones, never a list of reminders only."""
+    rows = _interactions([("heavy", product) for product in "ABCDEF"] + [("other", product) for product in "ABGH"]
+                         + [("third", product) for product in "CGHI"])
+    rows.loc[rows["customer_id"] == "heavy", "purchase_days"] = [6, 5, 4, 3, 2, 1]
+    model = recommend.Recommender(include_repeats=True).fit(rows, as_of=date(2021, 1, 31))
+    picks = model.for_customer("heavy", top=5)
+    assert picks["method"].tolist() == ["repeat"] * 3 + ["cf"] * 2
+    assert picks["product_id"].astype(str).tolist()[:3] == ["A", "B", "C"]
+    assert set(picks["product_id"].astype(str)[3:]) <= {"G", "H", "I"}
+
+
 def test_popularity_is_counted_within_the_customers_segment_when_it_is_big_enough():
     # 40 German customers buy X, 60 British buy Y; a new German gets X first (then Y, which no German bought, by
     # overall popularity), an Icelander (a segment of 3 recent buyers, too few for a list of its own) the overall

@@ -73,3 +73,54 @@ def test_clv_page_calculator_and_prediction(page, app_server, log_start):
         page.get_by_role("tab", name="Predictive CLV").click()
         page.wait_for_timeout(1500)
         page.screenshot(path=str(Path(SCREENSHOTS) / "clv_page.png"), full_page=True)
+
+
+def test_customer_lookup_and_their_recommendations_download(page, app_server, log_start):
+    """Look one demo customer up by typing their id, see their figures and download their recommendations."""
+    import io
+
+    import pandas as pd
+
+    demo = pd.read_csv(Path(__file__).resolve().parents[2] / "data" / "demo_transactions.csv.gz",
+                       dtype={"customer_id": str})
+    customer = demo["customer_id"].value_counts().index[0]
+    page.goto(app_server.url)
+    page.get_by_text("Rows in the file").first.wait_for()
+    page.get_by_role("link", name="Customer", exact=True).click()
+    page.get_by_role("heading", name="Customer", exact=True).wait_for()
+    page.get_by_role("combobox", name="Customer id").click()
+    page.keyboard.type(customer)
+    page.keyboard.press("Enter")
+    page.get_by_text("Next best action").first.wait_for(timeout=120_000)
+    wait_until_idle(page)
+    assert metric_value(page, "Orders") == f"{demo.loc[demo['customer_id'] == customer, 'order_id'].nunique():,}"
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Download this customer's recommendations (CSV)").click()
+    picks = pd.read_csv(io.BytesIO(Path(download.value.path()).read_bytes()), encoding="utf-8-sig",
+                        dtype={"customer_id": str})
+    assert set(picks["customer_id"]) == {customer}
+    assert len(picks) == 10 and picks["rank"].tolist() == list(range(1, 11))
+    assert_page_ok(page)
+    assert_log_clean(app_server.log(since=log_start))
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / "customer_page.png"), full_page=True)
+
+
+def test_recommendations_page_opens_with_the_method_and_actions(page, app_server, log_start):
+    page.goto(app_server.url)
+    page.get_by_text("Rows in the file").first.wait_for()
+    page.get_by_role("link", name="Recommendations").click()
+    page.get_by_role("heading", name="Recommendations").wait_for()
+    page.get_by_text("Method used").first.wait_for(timeout=120_000)
+    wait_until_idle(page)
+    assert metric_value(page, "Customers") == "3,000"
+    assert_page_ok(page)
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / "recommendations_page.png"), full_page=True)
+    page.get_by_text("Next best action", exact=True).first.click()
+    page.get_by_text("Customers per action").first.wait_for(timeout=120_000)
+    wait_until_idle(page)
+    assert_page_ok(page)
+    assert_log_clean(app_server.log(since=log_start))
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / "next_best_action.png"), full_page=True)
