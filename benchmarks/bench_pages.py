@@ -88,6 +88,14 @@ def _number(label: str, value: str) -> Callable:
     return act
 
 
+def _number_text(label: str, value: str) -> Callable:
+    def act(page) -> None:
+        field = page.get_by_role("textbox", name=label)
+        field.fill(value)
+        field.press("Enter")
+    return act
+
+
 def _select(label: str, option: str) -> Callable:
     def act(page) -> None:
         page.get_by_role("combobox", name=label, exact=True).filter(visible=True).first.click()
@@ -204,6 +212,24 @@ PAGES: dict[str, list[Step]] = {
         Step("model back to automatic", _select("Model", "Best on the check (automatic)")),
         Step("tab: how good is the prediction", _tab("How good is the prediction?")),
         Step("horizon 120 days (retrain: new computation)", _number("Horizon (days)", "120"), new=True),
+    ],
+    "recommendations": [
+        Step("open Recommendations (check, fit, recommend everyone)", _open("Recommendations"), opens=True),
+        Step("products per customer 5", _number("Products per customer", "5")),
+        Step("products they already buy: leave out (new computation)",
+             _select("Products they already buy", "Only products they have not bought"), new=True),
+        Step("show: next best action (new computation: churn and CLV inputs)", _radio("Show", "Next best action"),
+             new=True),
+        Step("next best action: without churn risk", _toggle("Use churn risk (the Churn risk page's model)")),
+        Step("show: bought together (new computation: all pairs)", _radio("Show", "Bought together"), new=True),
+        Step("bought together: one product (new computation)", _select("Product", "2"), new=True),
+        Step("back to products to offer", _radio("Show", "Products to offer")),
+    ],
+    "customer": [
+        Step("open Customer", _open("Customer"), opens=True),
+        Step("pick customer 12347 (first: models' view of everyone)", _select("Customer id", "12347"), new=True),
+        Step("pick customer 12352", _select("Customer id", "12352")),
+        Step("search '1235'", _number_text("Search", "1235")),
     ],
 }
 DATA = {"online_retail": ONLINE_RETAIL, "cdnow_master": CDNOW_MASTER}

@@ -459,7 +459,11 @@ def campaign_figure(curve: pd.DataFrame, chosen: float) -> go.Figure:
     best = curve.loc[curve["net_benefit"].idxmax()]
     figure.add_scatter(x=[best["customers"]], y=[best["net_benefit"]], mode="markers+text", name="Best list",
                        text=[f"best: {best['customers']:,.0f} customers, net {best['net_benefit']:,.0f}"],
-                       textposition="top right", marker=dict(size=12, color="#2ca02c"))
+                       textposition="top right" if best["customers"] < curve["customers"].max() / 2 else "top left",
+                       marker=dict(size=12, color="#2ca02c"))
+    # Headroom above the best point, so its label stays below the title.
+    low, high = float(min(curve["net_benefit"].min(), 0.0)), float(curve["net_benefit"].max())
+    figure.update_yaxes(range=[low - 0.05 * (high - low or 1.0), high + 0.2 * (high - low or 1.0)])
     picked = curve[curve["threshold"] >= chosen]
     if len(picked):
         figure.add_vline(x=float(picked["customers"].iloc[-1]), line=dict(color="#d62728", dash="dash"),

@@ -171,3 +171,32 @@ def test_sensitivity_box_sits_on_a_real_row():
     assert heat.data[1].y == ("53%",) and heat.data[1].x == ("8.5%",)
     z = np.asarray(heat.data[0].z)
     assert not np.isnan(z[rows.index("53%"), columns.index("8.5%")])
+
+
+def test_campaign_best_point_has_headroom_below_the_title():
+    curve = pd.DataFrame({"customers": np.arange(1, 101), "threshold": np.linspace(0.99, 0.0, 100)})
+    curve["net_benefit"] = 100 * curve["customers"] - curve["customers"] ** 2  # best at 50 customers: 2,500
+    figure = charts.campaign_figure(curve, chosen=0.5)
+    _titled(figure)
+    best = next(trace for trace in figure.data if trace.name == "Best list")
+    assert (best.x[0], best.y[0]) == (50, 2500)
+    assert figure.layout.yaxis.range[1] >= 2500 * 1.15  # the label above the point stays inside the plot
+
+
+def test_action_summary_and_customer_timeline_figures():
+    summary = pd.DataFrame({"action": ["Win-back offer", "No contact"], "customers": [30, 70], "share": [0.3, 0.7],
+                            "contact_cost": [90.0, 0.0], "expected_net_value": [410.0, 0.0],
+                            "value_unit": ["money", "money"]})
+    figure = charts.action_summary_figure(summary)
+    assert list(figure.data[0].x) == [30, 70] and figure.layout.xaxis.title.text == "customers"
+    assert figure.data[0].text[0] == "410"
+    timeline = pd.DataFrame({"day": pd.to_datetime(["2021-01-04", "2021-02-01", "2021-02-10"]),
+                             "orders": [1, 2, 0], "bought_value": [30.0, 50.0, 0.0], "return_lines": [0, 1, 1],
+                             "returned_value": [0.0, 10.0, 5.0], "purchase_day": [True, True, False],
+                             "net_value": [30.0, 40.0, np.nan]})
+    figure = charts.customer_timeline_figure(timeline, has_money=True)
+    _titled(figure)
+    assert list(figure.data[0].y) == [30.0, 40.0]  # purchase days at their net value
+    assert list(figure.data[1].y) == [-10.0, -5.0]  # returns below the axis
+    orders = charts.customer_timeline_figure(timeline, has_money=False)
+    assert list(orders.data[0].y) == [1, 2] and len(orders.data) == 1
