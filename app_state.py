@@ -523,19 +523,20 @@ def cached_recommend_evaluation(fingerprint: str, _ws: Workspace, segment: str |
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def cached_recommender(fingerprint: str, _ws: Workspace, segment: str | None, include_repeats: bool | None):
-    """The recommender fitted on all the data, its method the one the offline check chose (shared: never mutated)."""
+def cached_recommender(fingerprint: str, _ws: Workspace, segment: str | None):
+    """The recommender fitted on all the data, its method the one the offline check chose (shared: never mutated;
+    whether own products are included is a choice at ranking time, not a refit)."""
     from clm_core.recommend import build_recommender
 
-    return build_recommender(_ws, segment=segment, include_repeats=include_repeats,
-                             evaluation=cached_recommend_evaluation(fingerprint, _ws, segment))
+    return build_recommender(_ws, segment=segment, evaluation=cached_recommend_evaluation(fingerprint, _ws, segment))
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=16, show_spinner=False)
 def cached_recommendations(fingerprint: str, _ws: Workspace, segment: str | None, include_repeats: bool | None,
                            top: int) -> pd.DataFrame:
-    """The ``top`` recommendations of every customer."""
-    return cached_recommender(fingerprint, _ws, segment, include_repeats).recommend(top=top)
+    """The ``top`` recommendations of every customer (``include_repeats`` None: as the data suggest). Not a slice
+    of a longer list: own products fill at most half of each list, so a shorter list is ranked anew."""
+    return cached_recommender(fingerprint, _ws, segment).recommend(top=top, include_repeats=include_repeats)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

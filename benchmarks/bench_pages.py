@@ -76,7 +76,7 @@ def timed(page, act: Callable, *, start_within: float = 2.0, timeout: float = 60
 
 def _open(name: str) -> Callable:
     def act(page) -> None:
-        page.get_by_role("link", name=name).click()
+        page.get_by_role("link", name=name, exact=True).click()
     return act
 
 
@@ -216,8 +216,8 @@ PAGES: dict[str, list[Step]] = {
     "recommendations": [
         Step("open Recommendations (check, fit, recommend everyone)", _open("Recommendations"), opens=True),
         Step("products per customer 5", _number("Products per customer", "5")),
-        Step("products they already buy: leave out (new computation)",
-             _select("Products they already buy", "Only products they have not bought"), new=True),
+        Step("products they already buy: leave out",
+             _select("Products they already buy", "Only products they have not bought")),
         Step("show: next best action (new computation: churn and CLV inputs)", _radio("Show", "Next best action"),
              new=True),
         Step("next best action: without churn risk", _toggle("Use churn risk (the Churn risk page's model)")),

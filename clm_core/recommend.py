@@ -515,7 +515,7 @@ class Recommender(BaseEstimator):
         return rows
 
     def recommend(self, customer_ids: Iterable[object] | None = None, top: int = 10,
-                  method: str | None = None) -> pd.DataFrame:
+                  method: str | None = None, include_repeats: bool | None = None) -> pd.DataFrame:
         """The ``top`` recommendations per customer (default: every customer known up to ``as_of_``), by customer
         and rank: ``customer_id, rank, product_id, product_name, score, reason, method``.
 
@@ -526,6 +526,7 @@ class Recommender(BaseEstimator):
         for ``repeat`` the days they bought it, for ``popularity`` the customers who bought it recently.
         Products the customer returned in full are never recommended. Customers are scored in batches, so memory
         stays bounded; an unknown customer id raises :class:`DataRangeError` naming close matches.
+        ``include_repeats`` overrides the fitted ``include_repeats_`` (nothing is refitted: it only ranks).
         """
         check_is_fitted(self, "similarity_")
         method = method or self.method
@@ -537,7 +538,8 @@ class Recommender(BaseEstimator):
         parts: dict[str, list[np.ndarray]] = {"rows": [], "products": [], "tier": [], "score": [], "first": [],
                                               "second": []}
         for batch in self._batches(rows):
-            ranked = self._rank(batch, top, method, self.include_repeats_)
+            ranked = self._rank(batch, top, method,
+                                self.include_repeats_ if include_repeats is None else include_repeats)
             valid = ranked["products"] >= 0
             batch_rows = np.broadcast_to(batch[:, None], valid.shape)[valid]
             picks = {"rows": batch_rows, **{name: ranked[name][valid] for name in ("products", "tier", "score")}}
@@ -563,9 +565,10 @@ class Recommender(BaseEstimator):
             "method": methods,
         })
 
-    def for_customer(self, customer_id: object, top: int = 10, method: str | None = None) -> pd.DataFrame:
+    def for_customer(self, customer_id: object, top: int = 10, method: str | None = None,
+                     include_repeats: bool | None = None) -> pd.DataFrame:
         """:meth:`recommend` for one customer (the same columns; fast once fitted)."""
-        return self.recommend([customer_id], top=top, method=method)
+        return self.recommend([customer_id], top=top, method=method, include_repeats=include_repeats)
 
     @property
     def summary(self) -> pd.DataFrame:

@@ -148,8 +148,8 @@ if dataset.has_products:
     repeats = st.session_state.get("rec_repeats")
     try:
         with st.spinner("Recommending..."):
-            recommender = app_state.cached_recommender(dataset.fingerprint, ws, None, repeats)
-            picks = recommender.for_customer(profile.customer_id, top=10)
+            recommender = app_state.cached_recommender(dataset.fingerprint, ws, None)
+            picks = recommender.for_customer(profile.customer_id, top=10, include_repeats=repeats)
     except ClmError as error:
         st.warning(app_state.plain(str(error)))
     else:

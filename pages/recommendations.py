@@ -10,7 +10,7 @@ from clm_core.export import to_csv_bytes, to_excel_bytes
 from clm_core.recommend import METHOD_LABELS
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-REPEATS = {None: "Decide from my data", True: "Include them, first", False: "Only products they have not bought"}
+REPEATS = {None: "Decide from my data", True: "Include them (up to half the list)", False: "Only products they have not bought"}
 
 st.title("Recommendations")
 st.write("What to offer each customer next, which action to take with them, and which products sell together. "
@@ -81,7 +81,7 @@ def products_view() -> None:
     try:
         with st.spinner("Checking personalised recommendations against the most popular products on the last "
                         "3 months, then recommending for every customer..."):
-            recommender = app_state.cached_recommender(dataset.fingerprint, ws, segment, repeats)
+            recommender = app_state.cached_recommender(dataset.fingerprint, ws, segment)
             evaluation = app_state.cached_recommend_evaluation(dataset.fingerprint, ws, segment)
             table = app_state.cached_recommendations(dataset.fingerprint, ws, segment, repeats, top)
     except ClmError as error:
@@ -89,8 +89,9 @@ def products_view() -> None:
         return
     show_evaluation(evaluation)
     if repeats is None:
-        st.caption(f"Products customers already buy are {'included, first' if recommender.include_repeats_ else 'left out'}: "
-                   f"{recommender.repeat_share_:.0%} of what repeat customers buy is bought on two days or more.")
+        included = "included (first, up to half the list)" if recommender.include_repeats_ else "left out"
+        st.caption(f"Products customers already buy are {included}: {recommender.repeat_share_:.0%} of what repeat "
+                   "customers buy is bought on two days or more.")
     with controls[3]:
         who = _customer_filter(table)
     chosen = table[table["customer_id"].isin(who)] if who is not None else table

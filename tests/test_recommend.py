@@ -122,6 +122,14 @@ def test_own_products_fill_at_most_half_the_list():
     assert set(picks["product_id"].astype(str)[3:]) <= {"G", "H", "I"}
 
 
+def test_repeats_chosen_at_ranking_time_equal_a_model_fitted_so():
+    rows = _interactions(HAND + [("c7", "A")])
+    fitted_with = recommend.Recommender(include_repeats=True).fit(rows, as_of=date(2021, 1, 31))
+    fitted_without = recommend.Recommender(include_repeats=False).fit(rows, as_of=date(2021, 1, 31))
+    pd.testing.assert_frame_equal(fitted_with.recommend(include_repeats=False), fitted_without.recommend())
+    pd.testing.assert_frame_equal(fitted_without.recommend(include_repeats=True), fitted_with.recommend())
+
+
 def test_popularity_is_counted_within_the_customers_segment_when_it_is_big_enough():
     # 40 German customers buy X, 60 British buy Y; a new German gets X first (then Y, which no German bought, by
     # overall popularity), an Icelander (a segment of 3 recent buyers, too few for a list of its own) the overall
