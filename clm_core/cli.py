@@ -76,6 +76,16 @@ def _atomic_database(db: Path):
         _remove_database(building)
 
 
+def _segment_column(workspace: Workspace, name: str | None) -> str | None:
+    """The stored column of a segment attribute named as in the file (``Country``) or as stored; None for none."""
+    if not name:
+        return None
+    labels = {label: column for column, label in workspace.dataset.segment_columns.items()}
+    if name not in labels and name not in labels.values():
+        raise MappingError(f"No segment attribute {name!r}; the dataset has {', '.join(labels) or 'none'}.")
+    return labels.get(name, name)
+
+
 def _ingest(args: argparse.Namespace) -> dict:
     from clm_core.summary import dataset_summary
 
@@ -159,13 +169,7 @@ def _cohorts(args: argparse.Namespace) -> dict:
     from clm_core.export import write_table
 
     with Workspace(_existing_db(args.db), read_only=True) as workspace:
-        segment = None
-        if args.segment:
-            labels = {label: column for column, label in workspace.dataset.segment_columns.items()}
-            if args.segment not in labels and args.segment not in labels.values():
-                raise MappingError(f"No segment attribute {args.segment!r}; the dataset has "
-                                   f"{', '.join(labels) or 'none'}.")
-            segment = labels.get(args.segment, args.segment)
+        segment = _segment_column(workspace, args.segment)
         table = cohort_table(workspace, period=args.period, definition=args.definition, segment=segment,
                              min_cohort_size=args.min_cohort_size)
     frame = table.export_long()
@@ -387,13 +391,7 @@ def _recommend(args: argparse.Namespace) -> dict:
                        "(how well the recommendations would have done).")
     result: dict = {}
     with Workspace(_existing_db(args.db), read_only=True) as workspace:
-        segment = None
-        if args.segment:
-            labels = {label: column for column, label in workspace.dataset.segment_columns.items()}
-            if args.segment not in labels and args.segment not in labels.values():
-                raise MappingError(f"No segment attribute {args.segment!r}; the dataset has "
-                                   f"{', '.join(labels) or 'none'}.")
-            segment = labels.get(args.segment, args.segment)
+        segment = _segment_column(workspace, args.segment)
         evaluation = None
         if args.evaluate:
             evaluation = recommend.evaluate(workspace, top=args.top, segment=segment)
@@ -443,6 +441,39 @@ def _print_recommend(result: dict) -> None:
               f"({METHOD_LABELS[result['method']]}).")
     for note in result.get("notes", []):
         print(f"Note: {note}")
+
+
+def _segments(args: argparse.Namespace) -> dict:
+    from clm_core.export import EXCEL_MAX_ROWS, write_table
+    from clm_core.segments import segment_customers
+
+    as_of = _date_argument(args.as_of, "--as-of")
+    with Workspace(_existing_db(args.db), read_only=True) as workspace:
+        segmented = segment_customers(workspace, as_of=as_of)
+    result = segmented.to_dict()
+    if args.out:
+        write_table(segmented.customers, args.out)
+        written = min(len(segmented.customers), EXCEL_MAX_ROWS) if args.out.lower().endswith(".xlsx") \
+            else len(segmented.customers)
+        result.update({"out": args.out, "rows": written})
+        if written < len(segmented.customers):
+            result["notes"].append(f"Excel holds {EXCEL_MAX_ROWS:,} rows: the last {len(segmented.customers) - written:,} "
+                                   "customers were left out; use a .csv file for all of them.")
+    return result
+
+
+def _print_segments(result: dict) -> None:
+    print(f"Segments as of {result['as_of']} ({result['customers']:,} customers):")
+    for name, row in result["segments"].items():
+        revenue = "" if row["revenue"] is None else f"   revenue {row['revenue']:>14,.2f}"
+        print(f"  {name:<20} {row['customers']:>9,} ({row['share_of_customers']:.1%}){revenue}")
+    print("Lifecycle stages:")
+    for name, row in result["stages"].items():
+        print(f"  {name:<20} {row['customers']:>9,} ({row['share_of_customers']:.1%})")
+    for note in result["notes"]:
+        print(f"Note: {note}")
+    if "out" in result:
+        print(f"Per-customer scores, segments and stages written to {result['out']}")
 
 
 def _existing_db(path: str) -> str:
@@ -563,6 +594,15 @@ def build_parser() -> argparse.ArgumentParser:
                                         "often customers rebuy in this data)")
     recommend_command.add_argument("--json", action="store_true")
     recommend_command.set_defaults(run=_recommend, show=_print_recommend)
+
+    segments_command = commands.add_parser("segments", help="RFM segments and lifecycle stages of every customer.")
+    segments_command.add_argument("--db", required=True, help="workspace written by ingest")
+    segments_command.add_argument("--as-of", metavar="DATE", help="as of this day (default: the last day of the data)")
+    segments_command.add_argument("--out", help="write per customer: days since last purchase, purchase days, "
+                                                "purchase value, R, F, M and F(M) scores, segment and stage (.csv "
+                                                "or .xlsx)")
+    segments_command.add_argument("--json", action="store_true")
+    segments_command.set_defaults(run=_segments, show=_print_segments)
 
     demo = commands.add_parser("demo", help="Write seeded synthetic transactions.")
     demo.add_argument("--customers", type=int, required=True)

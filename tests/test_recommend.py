@@ -20,16 +20,9 @@ from clm_core import recommend
 from clm_core.errors import DataRangeError, SchemaError
 from clm_core.generator import generate_transactions
 from clm_core.workspace import Workspace
+from tests.test_churn import _workspace
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _workspace(tmp_path: Path, frame: pd.DataFrame, name: str = "shop.csv") -> Workspace:
-    path = tmp_path / name
-    frame.to_csv(path, index=False)
-    workspace = Workspace(tmp_path / f"{name}.duckdb")
-    workspace.ingest(path)
-    return workspace
 
 
 def _interactions(pairs: list[tuple[str, str]], day: str = "2021-01-10", **columns) -> pd.DataFrame:
