@@ -1,4 +1,5 @@
-"""The generated benchmark data set: written once per size (seeded), loaded into a fresh workspace per run."""
+"""What the benchmarks share: the generated data set (written once per size, seeded, loaded into a fresh workspace
+per run) and a timed step that prints its figure."""
 
 from __future__ import annotations
 
@@ -27,3 +28,12 @@ def generated_workspace(customers: int, name: str) -> Workspace:
     report = workspace.ingest(path)
     print(f"ingest of {report.rows_in:,} rows: {time.perf_counter() - started:.1f} s (not part of the timings)")
     return workspace
+
+
+def timed(label: str, step, target: str = ""):
+    """``(step(), seconds)``, printing the label, the seconds and the target."""
+    started = time.perf_counter()
+    result = step()
+    seconds = time.perf_counter() - started
+    print(f"  {label:<58} {seconds:7.2f} s" + (f"   target {target}" if target else ""), flush=True)
+    return result, seconds

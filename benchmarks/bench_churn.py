@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -25,27 +24,20 @@ OUT = ROOT / "benchmarks" / "out"
 from clm_core import churn  # noqa: E402
 from clm_core.export import write_csv_stream, write_excel_stream  # noqa: E402
 from clm_core.workspace import Workspace  # noqa: E402
-
-
-def _timed(label: str, step, target: str = ""):
-    started = time.perf_counter()
-    result = step()
-    seconds = time.perf_counter() - started
-    print(f"  {label:<52} {seconds:7.2f} s" + (f"   target {target}" if target else ""))
-    return result, seconds
+from _generated import timed  # noqa: E402
 
 
 def _run(workspace: Workspace, name: str, horizon_days: int, cutoff: date | None, targets: dict) -> None:
     print(name)
     _, last = churn.data_span(workspace)
-    _, features = _timed("features of every customer (customer table, BG/NBD)",
+    _, features = timed("features of every customer (customer table, BG/NBD)",
                          lambda: churn._features_at(workspace, last, horizon_days, with_models=True))
-    result, _ = _timed("train on a sample, check, score everyone (end to end)",
+    result, _ = timed("train on a sample, check, score everyone (end to end)",
                        lambda: churn.churn_from_workspace(workspace, horizon_days=horizon_days, cutoff=cutoff),
                        targets.get("churn", ""))
     if result.fit is not None:
         current = result.customers
-        _, scoring = _timed(f"scoring every customer ({result.best_model}: risk, importance, drivers)",
+        _, scoring = timed(f"scoring every customer ({result.best_model}: risk, importance, drivers)",
                             lambda: churn._scored(result, result.fit, current))
         print(f"  {'features and scoring of every customer':<52} {features + scoring:7.2f} s"
               + (f"   target {targets['scoring']}" if "scoring" in targets else ""))
@@ -53,12 +45,12 @@ def _run(workspace: Workspace, name: str, horizon_days: int, cutoff: date | None
     print(f"  {len(result.scores):,} customers scored; trained on {result.train_rows:,}, checked on "
           f"{result.test_rows:,}; best {result.best_model} ROC AUC {best.get('roc_auc', float('nan')):.3f}, "
           f"recency baseline {result.models.get(churn.BASELINE, {}).get('roc_auc', float('nan')):.3f}")
-    (value, _), _ = _timed("customer value (12-month CLV)", lambda: churn.customer_value(workspace))
-    table, _ = _timed("at-risk list (every customer)", lambda: churn.at_risk_list(workspace, result, value=value))
+    (value, _), _ = timed("customer value (12-month CLV)", lambda: churn.customer_value(workspace))
+    table, _ = timed("at-risk list (every customer)", lambda: churn.at_risk_list(workspace, result, value=value))
     OUT.mkdir(exist_ok=True)
-    _timed(f"at-risk CSV of {len(table):,} customers", lambda: write_csv_stream(table, OUT / "at_risk.csv"),
+    timed(f"at-risk CSV of {len(table):,} customers", lambda: write_csv_stream(table, OUT / "at_risk.csv"),
            targets.get("csv", ""))
-    rows, _ = _timed("at-risk Excel (write-only workbook)", lambda: write_excel_stream(table, OUT / "at_risk.xlsx"))
+    rows, _ = timed("at-risk Excel (write-only workbook)", lambda: write_excel_stream(table, OUT / "at_risk.xlsx"))
     print(f"  Excel rows written: {rows:,}")
 
 

@@ -16,7 +16,6 @@ import argparse
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,14 +26,7 @@ OUT = ROOT / "benchmarks" / "out"
 from clm_core import recommend  # noqa: E402
 from clm_core.export import write_csv_stream  # noqa: E402
 from clm_core.workspace import Workspace  # noqa: E402
-
-
-def _timed(label: str, step, target: str = ""):
-    started = time.perf_counter()
-    result = step()
-    seconds = time.perf_counter() - started
-    print(f"  {label:<58} {seconds:7.2f} s" + (f"   target {target}" if target else ""), flush=True)
-    return result, seconds
+from _generated import timed  # noqa: E402
 
 
 def _peak_memory() -> str:
@@ -43,7 +35,7 @@ def _peak_memory() -> str:
 
 def _run(workspace: Workspace, name: str, targets: dict) -> None:
     print(name)
-    evaluation, check = _timed("offline check (hide 3 months, fit, both methods)",
+    evaluation, check = timed("offline check (hide 3 months, fit, both methods)",
                                lambda: recommend.evaluate(workspace), targets.get("evaluate", ""))
     print(f"    cutoff {evaluation.cutoff}, {evaluation.evaluated_customers:,} customers checked of "
           f"{evaluation.eligible_customers:,}; chosen: {evaluation.chosen}")
@@ -51,24 +43,24 @@ def _run(workspace: Workspace, name: str, targets: dict) -> None:
         print(f"    {row.method:<10} {row.items:<12} hit rate@10 {row.hit_rate:.3f} ({row.hit_rate_low:.3f}-"
               f"{row.hit_rate_high:.3f})  recall@10 {row.recall:.3f} ({row.recall_low:.3f}-{row.recall_high:.3f})  "
               f"precision@10 {row.precision:.3f}  coverage {row.coverage:.3f}")
-    model, fit = _timed("fit (interactions query, BM25, neighbours, popularity)",
+    model, fit = timed("fit (interactions query, BM25, neighbours, popularity)",
                         lambda: recommend.build_recommender(workspace, evaluation=evaluation))
-    table, scoring = _timed("score and explain every customer (top 10)", lambda: model.recommend())
+    table, scoring = timed("score and explain every customer (top 10)", lambda: model.recommend())
     print(f"  {'recommendations for every customer (fit + score)':<58} {fit + scoring:7.2f} s"
           + (f"   target {targets['everyone']}" if "everyone" in targets else ""))
     print(f"    {len(table):,} rows for {len(model.customers_):,} customers, {len(model.products_):,} products, "
           f"{model.similarity_.nnz:,} neighbour pairs; repeats first: {model.include_repeats_}")
     OUT.mkdir(exist_ok=True)
-    _, write = _timed(f"CSV of {len(table):,} recommendations", lambda: write_csv_stream(table, OUT / "recs.csv"))
+    _, write = timed(f"CSV of {len(table):,} recommendations", lambda: write_csv_stream(table, OUT / "recs.csv"))
     print(f"  {'end to end (check, fit, score, CSV)':<58} {check + fit + scoring + write:7.2f} s")
     customers = model.customers_[:: max(1, len(model.customers_) // 100)][:100]
-    _, many = _timed(f"one customer at a time ({len(customers)} customers)",
+    _, many = timed(f"one customer at a time ({len(customers)} customers)",
                      lambda: [model.for_customer(customer) for customer in customers])
     print(f"  {'one customer, once fitted (mean)':<58} {many / len(customers):7.3f} s"
           + (f"   target {targets['one']}" if "one" in targets else ""))
     top_product = table["product_id"].value_counts().index[0]
-    _timed("bought together, one product", lambda: recommend.bought_together(workspace, top_product))
-    _timed("bought together, every product (top 10 each)", lambda: recommend.bought_together(workspace))
+    timed("bought together, one product", lambda: recommend.bought_together(workspace, top_product))
+    timed("bought together, every product (top 10 each)", lambda: recommend.bought_together(workspace))
     print(f"  peak resident memory {_peak_memory()}" + (f"   target {targets['memory']}" if "memory" in targets
                                                           else ""))
 
