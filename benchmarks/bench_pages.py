@@ -221,8 +221,10 @@ PAGES: dict[str, list[Step]] = {
         Step("show: next best action (new computation: churn and CLV inputs)", _radio("Show", "Next best action"),
              new=True),
         Step("next best action: without churn risk", _toggle("Use churn risk (the Churn risk page's model)")),
-        Step("show: bought together (new computation: all pairs)", _radio("Show", "Bought together"), new=True),
+        Step("show: bought together", _radio("Show", "Bought together")),
         Step("bought together: one product (new computation)", _select("Product", "2"), new=True),
+        Step("bought together: whole catalogue (new computation)",
+             _toggle("Strongest pairs across the whole catalogue"), new=True),
         Step("back to products to offer", _radio("Show", "Products to offer")),
     ],
     "customer": [

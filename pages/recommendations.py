@@ -151,21 +151,28 @@ def together_view() -> None:
     controls = st.columns([3, 1])
     product = controls[0].selectbox("Product", list(names.index), index=None, key="rec_together_product",
                                     format_func=lambda key: f"{names[key]} ({key})" if names[key] != key else key,
-                                    placeholder="Type to search a product (or leave empty for the strongest pairs)",
-                                    help="Type part of a name or code.")
+                                    placeholder="Type to search a product", help="Type part of a name or code.")
     min_orders = int(controls[1].number_input("In at least this many orders together", min_value=2, value=5,
                                               step=1, key="rec_together_min",
                                               help="Pairs seen in fewer orders are left out as chance."))
+    everything = st.toggle("Strongest pairs across the whole catalogue", key="rec_together_all",
+                           help="Each product's three most likely companions, strongest first (counts every order "
+                                "of every product: a few seconds on large files).")
+    if product is None and not everything:
+        st.info("Pick a product to see what is bought with it, or switch on the strongest pairs across the "
+                "catalogue.")
+        return
     try:
         with st.spinner("Counting the products in each order..."):
-            rules = app_state.cached_bought_together(dataset.fingerprint, ws, product, min_orders)
+            rules = app_state.cached_bought_together(dataset.fingerprint, ws, None if everything else product,
+                                                     min_orders)
     except ClmError as error:
         st.error(app_state.plain(str(error)))
         return
     if rules.empty:
         st.info("No pair of products was bought together that often. Lower the number of orders.")
         return
-    if product is None:
+    if everything:
         rules = rules.sort_values(["lift", "orders_both"], ascending=False).head(200)
         st.caption("The 200 strongest pairs by lift (each product's three most likely companions).")
     shown = pd.DataFrame({
