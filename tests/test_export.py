@@ -185,3 +185,14 @@ def test_cli_exports_of_hostile_contact_columns(tmp_path, formula, written):
     emails = {row[0]: row[1] for row in rows[1:]}
     assert len(emails) == 300
     assert emails[first] == written and emails[second] == "a\\x0bb"
+
+
+def test_excel_refuses_more_rows_than_a_sheet_holds(monkeypatch):
+    """No row is dropped silently: a frame longer than a sheet is refused with a sentence, not cut."""
+    from clm_core import export
+    from clm_core.errors import DataRangeError
+
+    monkeypatch.setattr(export, "EXCEL_MAX_ROWS", 3)
+    with pytest.raises(DataRangeError, match="download the CSV"):
+        export.to_excel_bytes({"list": pd.DataFrame({"a": range(4)})})
+    assert export.to_excel_bytes({"list": pd.DataFrame({"a": range(3)})})
