@@ -16,6 +16,7 @@ pages = [
     st.Page("pages/churn.py", title="Churn risk", icon="🚨", url_path="churn"),
     st.Page("pages/recommendations.py", title="Recommendations", icon="🎁", url_path="recommendations"),
     st.Page("pages/customer.py", title="Customer", icon="👤", url_path="customer"),
+    st.Page("pages/segments.py", title="Segments", icon="🧩", url_path="segments"),
 ]
 navigation = st.navigation(pages)
 navigation.run()

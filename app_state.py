@@ -515,20 +515,37 @@ def digest_bytes(data: bytes) -> str:
 # --- recommendations, next best action, the customer page -------------------------------------------------------
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def cached_recommend_evaluation(fingerprint: str, _ws: Workspace, segment: str | None):
-    """The offline check of recommendations (personalised against popularity, last 3 months held out)."""
-    from clm_core.recommend import evaluate
+def cached_recommendation_model(fingerprint: str, _ws: Workspace, segment: str | None):
+    """(the offline check, the recommender fitted on all the data with the method the check chose): the two are
+    independent until the method is set, so they run side by side (shared: never mutated)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    return evaluate(_ws, segment=segment)
+    from clm_core.errors import DataRangeError
+    from clm_core.recommend import POPULARITY, build_recommender, evaluate
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        checking = pool.submit(evaluate, _ws, segment=segment)
+        fitting = pool.submit(build_recommender, _ws, segment=segment, method="cf")
+        recommender = fitting.result()
+        try:
+            evaluation = checking.result()
+        except DataRangeError as error:  # too little history to check: the simpler list, said why
+            return None, recommender.set_params(
+                method=POPULARITY, method_reason=f"The most popular products: personalised ones cannot be checked "
+                                                 f"on this data. {error}")
+    return evaluation, recommender.set_params(method=evaluation.chosen, method_reason=evaluation.reason)
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def cached_recommender(fingerprint: str, _ws: Workspace, segment: str | None):
-    """The recommender fitted on all the data, its method the one the offline check chose (shared: never mutated;
-    whether own products are included is a choice at ranking time, not a refit)."""
-    from clm_core.recommend import build_recommender
+def cached_recommend_evaluation(fingerprint: str, ws: Workspace, segment: str | None):
+    """The offline check of recommendations (personalised against popularity, last 3 months held out); None when
+    the data are too short to check (the recommender's ``method_reason`` says so)."""
+    return cached_recommendation_model(fingerprint, ws, segment)[0]
 
-    return build_recommender(_ws, segment=segment, evaluation=cached_recommend_evaluation(fingerprint, _ws, segment))
+
+def cached_recommender(fingerprint: str, ws: Workspace, segment: str | None):
+    """The recommender fitted on all the data, its method the one the offline check chose (whether own products
+    are included is a choice at ranking time, not a refit)."""
+    return cached_recommendation_model(fingerprint, ws, segment)[1]
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -626,3 +643,77 @@ def churn_horizon_in_use(fingerprint: str, ws: Workspace) -> int:
     """The churn horizon the Churn risk page uses in this session (its suggestion until changed)."""
     suggested, _ = cached_churn_horizon(fingerprint, ws)
     return int(st.session_state.get(f"churn_horizon_{fingerprint}", suggested))
+
+
+# --- segments and lifecycle stages -------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def cached_purchase_timeline(fingerprint: str, _ws: Workspace):
+    """Every purchase day once (netted of returns), what the stage history and flows are evaluated on."""
+    from clm_core.segments import purchase_timeline
+
+    return purchase_timeline(_ws)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_customer_table_at(fingerprint: str, _ws: Workspace, as_of) -> pd.DataFrame:
+    """The customer table (with attributes) as of a day."""
+    from clm_core.customers import customer_table, data_span
+
+    if as_of == data_span(_ws)[1]:
+        return cached_full_customer_table(fingerprint, _ws)
+    return customer_table(_ws, as_of)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_segments(fingerprint: str, _ws: Workspace, as_of, rules: pd.DataFrame, settings: tuple,
+                    with_models: bool):
+    """RFM scores, segments and lifecycle stages as of ``as_of``; ``with_models``: the CLV models' probability
+    alive and CLV join the stage rules and the profiles (at the end of the data only)."""
+    from clm_core.customers import data_span
+    from clm_core.errors import ClmError
+    from clm_core.segments import StageSettings, segment_customers
+
+    table = cached_customer_table_at(fingerprint, _ws, as_of)
+    notes = []
+    if with_models:
+        from clm_core import clv
+
+        try:
+            summary, fitted = cached_clv_fit(fingerprint, _ws, "bgnbd", "week", None)
+            scores = clv.predict_clv(summary, fitted).scores
+            columns = [column for column in ("probability_alive", "clv") if column in scores]
+            table = table.merge(scores[["customer_id", *columns]], on="customer_id", how="left")
+        except ClmError as error:
+            notes.append(f"The CLV models could not be used: {error}")
+    last = data_span(_ws)[1]
+    timeline = cached_purchase_timeline(fingerprint, _ws) if as_of == last else None
+    result = segment_customers(_ws, as_of=as_of, table=table, rules=rules, settings=StageSettings(*settings),
+                               timeline=timeline)
+    result.notes = [*notes, *result.notes]
+    return result
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_stage_history(fingerprint: str, _ws: Workspace, settings: tuple) -> pd.DataFrame:
+    from clm_core.segments import StageSettings, stage_history
+
+    return stage_history(_ws, settings=StageSettings(*settings), timeline=cached_purchase_timeline(fingerprint, _ws))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_stage_flows(fingerprint: str, _ws: Workspace, start, end, settings: tuple) -> pd.DataFrame:
+    from clm_core.customers import data_span
+    from clm_core.segments import StageSettings, stage_flows
+
+    timeline = cached_purchase_timeline(fingerprint, _ws) if end == data_span(_ws)[1] else None
+    return stage_flows(_ws, start, end, settings=StageSettings(*settings), timeline=timeline)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_clusters(fingerprint: str, _ws: Workspace, as_of, method: str, k: int | None, k_range: tuple,
+                    features: tuple, eps: float, min_samples: int):
+    from clm_core.segments import cluster_customers
+
+    return cluster_customers(cached_customer_table_at(fingerprint, _ws, as_of), method=method, k=k, k_range=k_range,
+                             features=list(features), eps=eps, min_samples=min_samples)

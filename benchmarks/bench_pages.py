@@ -233,6 +233,16 @@ PAGES: dict[str, list[Step]] = {
         Step("pick customer 12352", _select("Customer id", "12352")),
         Step("search '1235'", _number_text("Search", "1235")),
     ],
+    "segments": [
+        Step("open Segments (RFM, clusters, stages, history, flows)", _open("Segments"), opens=True),
+        Step("size by revenue", _toggle("Size by revenue")),
+        Step("tab: Clusters", _tab("Clusters")),
+        Step("clusters: 4 (new computation)", _select("Number of clusters", "4"), new=True),
+        Step("tab: Lifecycle stages", _tab("Lifecycle stages")),
+        Step("flow from 30 days earlier (new computation)", _earlier_date("Flow from", 30), new=True),
+        Step("churned after 120 days (new computation)", _number("Churned after (days without a purchase)", "120"),
+             new=True),
+    ],
 }
 DATA = {"online_retail": ONLINE_RETAIL, "cdnow_master": CDNOW_MASTER}
 

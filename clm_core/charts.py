@@ -30,6 +30,10 @@ __all__ = [
     "campaign_figure",
     "action_summary_figure",
     "customer_timeline_figure",
+    "segment_treemap_figure",
+    "silhouette_figure",
+    "stage_history_figure",
+    "stage_flow_figure",
 ]
 
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), hovermode="x unified")
@@ -509,4 +513,74 @@ def customer_timeline_figure(timeline: pd.DataFrame, *, has_money: bool) -> go.F
                          title="Purchases over time" + (" (value per day)" if has_money else " (orders per day)"))
     figure.update_xaxes(title="date", tickformat="%d %b %Y")
     figure.update_yaxes(title="value" if has_money else "orders")
+    return figure
+
+
+def segment_treemap_figure(profiles: pd.DataFrame, *, by_revenue: bool = False) -> go.Figure:
+    """Segment sizes as a treemap (area: customers, or revenue), from :func:`clm_core.segments.segment_profiles`;
+    the hover gives customers, share of customers and share of revenue."""
+    shown = profiles[profiles["customers"] > 0]
+    size = shown["revenue"].clip(lower=0) if by_revenue else shown["customers"]
+    revenue_share = shown["share_of_revenue"].fillna(0) * 100
+    figure = go.Figure(go.Treemap(
+        labels=[_plain(name) for name in shown.iloc[:, 0]], parents=[""] * len(shown), values=size,
+        customdata=np.column_stack([shown["customers"], shown["share_of_customers"] * 100, revenue_share]),
+        texttemplate="%{label}<br>%{customdata[0]:,} customers<br>%{customdata[2]:.0f} % of revenue",
+        hovertemplate="%{label}: %{customdata[0]:,} customers (%{customdata[1]:.1f} %), "
+                      "%{customdata[2]:.1f} % of revenue<extra></extra>"))
+    figure.update_layout(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), height=420,
+                         title="Segments by " + ("revenue (net of returns)" if by_revenue else "number of customers"))
+    return figure
+
+
+def silhouette_figure(silhouette: pd.DataFrame, chosen: int) -> go.Figure:
+    """Mean silhouette per number of clusters tried (higher: better separated), the chosen k marked."""
+    figure = go.Figure(go.Scatter(x=silhouette["k"], y=silhouette["silhouette"], mode="lines+markers",
+                                  hovertemplate="%{x} clusters: silhouette %{y:.3f}<extra></extra>"))
+    picked = silhouette[silhouette["k"] == chosen]
+    if len(picked):
+        figure.add_scatter(x=picked["k"], y=picked["silhouette"], mode="markers", marker=dict(size=14,
+                           color="#2ca02c"), name="chosen", hovertemplate="chosen: %{x} clusters<extra></extra>")
+    figure.update_layout(**{**_LAYOUT, "hovermode": "closest"}, height=300, showlegend=False,
+                         title="How well separated the clusters are, by their number")
+    figure.update_xaxes(title="number of clusters (k)", dtick=1)
+    figure.update_yaxes(title="mean silhouette (-1 to 1)")
+    return figure
+
+
+_STAGE_COLOURS = {"Acquisition": "#2ca02c", "Development": "#17becf", "Retention": "#1f77b4",
+                  "Reactivated": "#9467bd", "At risk": "#ff7f0e", "Churned": "#d62728", "Returns only": "#7f7f7f"}
+
+
+def stage_history_figure(history: pd.DataFrame) -> go.Figure:
+    """Customers per lifecycle stage at each month end, stacked (from :func:`clm_core.segments.stage_history`)."""
+    figure = go.Figure()
+    for stage in history.columns:
+        figure.add_scatter(x=history.index, y=history[stage], name=str(stage), stackgroup="stages", mode="lines",
+                           line=dict(width=0.5, color=_STAGE_COLOURS.get(str(stage))),
+                           hovertemplate=f"{stage}: %{{y:,}}<extra></extra>")
+    figure.update_layout(**_LAYOUT, height=380, title="Customers by lifecycle stage at each month end")
+    figure.update_xaxes(title="month end", tickformat="%b %Y")
+    figure.update_yaxes(title="customers")
+    return figure
+
+
+def stage_flow_figure(flows: pd.DataFrame, start, end) -> go.Figure:
+    """A Sankey diagram of the customers moving from each stage at ``start`` to each at ``end`` (from
+    :func:`clm_core.segments.stage_flows`: rows from, columns to)."""
+    sources, targets = list(flows.index), list(flows.columns)
+    labels = [f"{name} ({flows.loc[name].sum():,})" for name in sources] + \
+        [f"{name} ({flows[name].sum():,})" for name in targets]
+    links = [(i, len(sources) + j, int(flows.iat[i, j])) for i in range(len(sources)) for j in range(len(targets))
+             if flows.iat[i, j] > 0]
+    colours = [_STAGE_COLOURS.get(name, "#bcbd22") for name in sources] + \
+        [_STAGE_COLOURS.get(name, "#bcbd22") for name in targets]
+    figure = go.Figure(go.Sankey(
+        node=dict(label=labels, color=colours, pad=12),
+        link=dict(source=[link[0] for link in links], target=[link[1] for link in links],
+                  value=[link[2] for link in links],
+                  hovertemplate="%{source.label} → %{target.label}: %{value:,} customers<extra></extra>")))
+    figure.update_layout(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), height=460,
+                         title=f"Customers moving between stages, {pd.Timestamp(start):%d %b %Y} (left) to "
+                               f"{pd.Timestamp(end):%d %b %Y} (right)")
     return figure

@@ -452,13 +452,13 @@ def _segments(args: argparse.Namespace) -> dict:
         segmented = segment_customers(workspace, as_of=as_of)
     result = segmented.to_dict()
     if args.out:
-        write_table(segmented.customers, args.out)
-        written = min(len(segmented.customers), EXCEL_MAX_ROWS) if args.out.lower().endswith(".xlsx") \
-            else len(segmented.customers)
+        table = segmented.customers
+        write_table(table, args.out)
+        written = min(len(table), EXCEL_MAX_ROWS) if args.out.lower().endswith(".xlsx") else len(table)
         result.update({"out": args.out, "rows": written})
-        if written < len(segmented.customers):
-            result["notes"].append(f"Excel holds {EXCEL_MAX_ROWS:,} rows: the last {len(segmented.customers) - written:,} "
-                                   "customers were left out; use a .csv file for all of them.")
+        if written < len(table):
+            result["notes"].append(f"Excel holds {EXCEL_MAX_ROWS:,} rows: the last {len(table) - written:,} customers "
+                                   "were left out; use a .csv file for all of them.")
     return result
 
 

@@ -373,6 +373,34 @@ QUERIES: dict[str, str] = {
         WHERE pair_rank <= $top
         ORDER BY product, pair_rank
     """,
+    # The lifecycle-stage timeline (clm_core.segments): every customer's purchase days up to $end (a DATE), netted
+    # of returns up to $end ({purchase_days} above), as days since $origin (a DATE) with their value (purchase =
+    # 1); and marker rows (purchase = 0, no value) on the days a customer has rows but no purchase day: their
+    # first return, and purchase days their returns cancelled in full or in part, so that a customer counts from
+    # their first row of any kind, as customer_table counts them. By customer id, then day (a marker before a
+    # purchase on the same day); first_row marks each customer's first row. One row per purchase day (millions
+    # on large data): the stage rules are evaluated on it at many dates at once, in numpy.
+    "purchase_day_timeline": """
+        WITH {purchase_days up to $end},
+        markers AS (
+            SELECT customer_id, MIN(day) AS day FROM return_lines GROUP BY customer_id
+            UNION ALL
+            SELECT customer_id, day FROM cancelled_days
+        ),
+        customer_days AS (
+            SELECT customer_id, day, value, 1 AS purchase FROM purchase_days
+            UNION ALL
+            SELECT customer_id, day, CAST(NULL AS DOUBLE) AS value, 0 AS purchase FROM markers
+        ),
+        numbered AS (
+            SELECT customer_id, day, value, purchase,
+                   ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY day, purchase) AS customer_row
+            FROM customer_days
+        )
+        SELECT days_between($origin, day) AS day, value, purchase, customer_row = 1 AS first_row
+        FROM numbered
+        ORDER BY customer_id, customer_row
+    """,
     # First and last moment of the data.
     "date_span": """
         SELECT MIN(order_ts) AS first_ts, MAX(order_ts) AS last_ts FROM transactions

@@ -87,7 +87,10 @@ def products_view() -> None:
     except ClmError as error:
         st.error(app_state.plain(str(error)))
         return
-    show_evaluation(evaluation)
+    if evaluation is None:
+        st.info(app_state.plain(recommender.method_reason), icon="🧪")
+    else:
+        show_evaluation(evaluation)
     if repeats is None:
         included = "included (first, up to half the list)" if recommender.include_repeats_ else "left out"
         st.caption(f"Products customers already buy are {included}: {recommender.repeat_share_:.0%} of what repeat "

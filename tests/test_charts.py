@@ -200,3 +200,25 @@ def test_action_summary_and_customer_timeline_figures():
     assert list(figure.data[1].y) == [-10.0, -5.0]  # returns below the axis
     orders = charts.customer_timeline_figure(timeline, has_money=False)
     assert list(orders.data[0].y) == [1, 2] and len(orders.data) == 1
+
+
+def test_segment_figures():
+    profiles = pd.DataFrame({"rfm_segment": ["Champions", "Lost", "New"], "customers": [20, 70, 0],
+                             "share_of_customers": [0.2, 0.7, 0.0], "revenue": [800.0, 200.0, 0.0],
+                             "share_of_revenue": [0.8, 0.2, 0.0]})
+    treemap = charts.segment_treemap_figure(profiles)
+    assert list(treemap.data[0].labels) == ["Champions", "Lost"] and list(treemap.data[0].values) == [20, 70]
+    assert list(charts.segment_treemap_figure(profiles, by_revenue=True).data[0].values) == [800.0, 200.0]
+    silhouette = charts.silhouette_figure(pd.DataFrame({"k": [2, 3, 4], "silhouette": [0.3, 0.5, 0.4]}), chosen=3)
+    _titled(silhouette)
+    assert silhouette.data[1].x[0] == 3
+    history = pd.DataFrame({"Acquisition": [5, 3], "Churned": [0, 4]},
+                           index=pd.to_datetime(["2021-01-31", "2021-02-28"]))
+    area = charts.stage_history_figure(history)
+    _titled(area)
+    assert [trace.name for trace in area.data] == ["Acquisition", "Churned"]
+    flows = pd.DataFrame([[2, 3], [0, 4], [5, 0]], index=["Acquisition", "Churned", "Not yet a customer"],
+                         columns=["Acquisition", "Churned"])
+    sankey = charts.stage_flow_figure(flows, "2021-01-31", "2021-02-28").data[0]
+    assert sum(sankey.link.value) == 14  # every customer once
+    assert sankey.node.label[0] == "Acquisition (5)" and sankey.node.label[3] == "Acquisition (7)"
