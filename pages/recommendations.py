@@ -62,6 +62,20 @@ def show_evaluation(evaluation) -> None:
             st.caption("⚠️ " + app_state.plain(note))
 
 
+def show_and_offer(shown: pd.DataFrame, full: pd.DataFrame, name: str, rows_word: str) -> None:
+    """The first 2,000 rows of ``shown`` on the page and all of ``full`` as CSV and Excel downloads (built when
+    clicked), named after ``name``."""
+    st.dataframe(shown.head(2000), hide_index=True)
+    if len(full) > 2000:
+        st.caption(f"The first 2,000 of {len(full):,} {rows_word}; the downloads hold them all.")
+    stem, key = name.replace(" ", "_"), "rec_" + name.replace(" ", "_")
+    downloads = st.columns(2)
+    downloads[0].download_button(f"Download {name} (CSV)", data=lambda: to_csv_bytes(full), file_name=f"{stem}.csv",
+                                 mime="text/csv", key=f"{key}_csv", on_click="ignore", type="primary")
+    downloads[1].download_button(f"Download {name} (Excel)", data=lambda: to_excel_bytes({name[:31]: full}),
+                                 file_name=f"{stem}.xlsx", mime=XLSX, key=f"{key}_xlsx", on_click="ignore")
+
+
 def products_view() -> None:
     if not dataset.has_products:
         _no_products()
@@ -107,17 +121,7 @@ def products_view() -> None:
     shown = chosen.head(2000).rename(columns={"customer_id": "Customer", "rank": "Rank", "product_id": "Product id",
                                               "product_name": "Product", "reason": "Why", "method": "Picked by"})
     shown["Picked by"] = shown["Picked by"].astype(str).map(METHOD_LABELS)
-    st.dataframe(shown.drop(columns=["score"]), hide_index=True)
-    if len(chosen) > 2000:
-        st.caption(f"The first 2,000 of {len(chosen):,} rows; the downloads hold them all.")
-    downloads = st.columns(2)
-    downloads[0].download_button("Download recommendations (CSV)", data=lambda: to_csv_bytes(chosen),
-                                 file_name="recommendations.csv", mime="text/csv", key="rec_download_csv",
-                                 on_click="ignore", type="primary")
-    downloads[1].download_button("Download recommendations (Excel)",
-                                 data=lambda: to_excel_bytes({"recommendations": chosen}),
-                                 file_name="recommendations.xlsx", mime=XLSX, key="rec_download_xlsx",
-                                 on_click="ignore")
+    show_and_offer(shown.drop(columns=["score"]), chosen, "recommendations", "rows")
 
 
 def _customer_filter(table: pd.DataFrame) -> set | None:
@@ -246,16 +250,7 @@ def actions_view() -> None:
                             default=[str(action) for action in summary["action"] if action != actions.NO_CONTACT],
                             key="nba_list_actions")
     listed = chosen[chosen["action"].astype(str).isin(picked)].sort_values("expected_net_value", ascending=False)
-    st.dataframe(listed.head(2000), hide_index=True)
-    if len(listed) > 2000:
-        st.caption(f"The first 2,000 of {len(listed):,} customers by expected net value; the downloads hold them all.")
-    downloads = st.columns(2)
-    downloads[0].download_button("Download the actions (CSV)", data=lambda: to_csv_bytes(listed),
-                                 file_name="next_best_actions.csv", mime="text/csv", key="nba_download_csv",
-                                 on_click="ignore", type="primary")
-    downloads[1].download_button("Download the actions (Excel)", data=lambda: to_excel_bytes({"actions": listed}),
-                                 file_name="next_best_actions.xlsx", mime=XLSX, key="nba_download_xlsx",
-                                 on_click="ignore")
+    show_and_offer(listed, listed, "next best actions", "customers by expected net value")
 
 
 HELP = {
