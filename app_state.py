@@ -359,10 +359,11 @@ def cached_clv_fit(fingerprint: str, ws: Workspace, purchase_model: str, unit: s
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def cached_customer_table(fingerprint: str, _ws: Workspace) -> pd.DataFrame:
-    """The customer table at the end of the data, without attributes (first and last purchase, orders...)."""
-    from clm_core.customers import customer_table
-
-    return customer_table(_ws, attributes=False)
+    """The customer table at the end of the data, without attributes (first and last purchase, orders...): the
+    full table's other columns, so one read of the data serves the pages that want either."""
+    dataset = _ws.dataset
+    attributes = [*dataset.segment_columns.values(), *dataset.contact_columns.values()]
+    return cached_full_customer_table(fingerprint, _ws).drop(columns=attributes)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -589,11 +590,21 @@ def churn_for_other_pages(fingerprint: str, ws: Workspace):
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
+def cached_clv_predictions(fingerprint: str, _ws: Workspace) -> pd.DataFrame:
+    """Per customer, BG/NBD and Gamma-Gamma's probability alive, expected order value and 12-month CLV (1 % a month
+    discount) over the whole history: what the next best action and the segments read of the CLV models."""
+    from clm_core import clv
+
+    summary, fitted = cached_clv_fit(fingerprint, _ws, "bgnbd", "week", None)
+    return clv.predict_clv(summary, fitted).scores
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
 def cached_action_customers(fingerprint: str, _ws: Workspace, churn_horizon: int | None) -> tuple[pd.DataFrame,
                                                                                                  list[str]]:
     """The customers the next best action reads: the customer table with the churn risk (at ``churn_horizon``,
     None: none) and the 12-month CLV where the models give them; and notes on what could not be used."""
-    from clm_core import actions, churn, clv
+    from clm_core import actions, churn
     from clm_core.errors import ClmError
 
     notes = []
@@ -610,8 +621,7 @@ def cached_action_customers(fingerprint: str, _ws: Workspace, churn_horizon: int
         except ClmError as error:
             notes.append(f"Churn risk is not used: {error}")
     try:
-        summary, fitted = cached_clv_fit(fingerprint, _ws, "bgnbd", "week", None)
-        clv_scores = clv.predict_clv(summary, fitted).scores
+        clv_scores = cached_clv_predictions(fingerprint, _ws)
     except ClmError as error:
         notes.append(f"Customer value is not the CLV model's: {error}")
     return actions.with_model_scores(customers, churn=churn_scores, clv=clv_scores), notes
@@ -677,11 +687,8 @@ def cached_segments(fingerprint: str, _ws: Workspace, as_of, rules: pd.DataFrame
     table = cached_customer_table_at(fingerprint, _ws, as_of)
     notes = []
     if with_models:
-        from clm_core import clv
-
         try:
-            summary, fitted = cached_clv_fit(fingerprint, _ws, "bgnbd", "week", None)
-            scores = clv.predict_clv(summary, fitted).scores
+            scores = cached_clv_predictions(fingerprint, _ws)
             columns = [column for column in ("probability_alive", "clv") if column in scores]
             table = table.merge(scores[["customer_id", *columns]], on="customer_id", how="left")
         except ClmError as error:
