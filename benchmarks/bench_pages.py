@@ -80,17 +80,10 @@ def _open(name: str) -> Callable:
     return act
 
 
-def _number(label: str, value: str) -> Callable:
+def _number(label: str, value: str, *, role: str = "spinbutton") -> Callable:
+    """Type ``value`` into a number input (or, with ``role="textbox"``, a text input) and press Enter."""
     def act(page) -> None:
-        field = page.get_by_role("spinbutton", name=label)
-        field.fill(value)
-        field.press("Enter")
-    return act
-
-
-def _number_text(label: str, value: str) -> Callable:
-    def act(page) -> None:
-        field = page.get_by_role("textbox", name=label)
+        field = page.get_by_role(role, name=label)
         field.fill(value)
         field.press("Enter")
     return act
@@ -231,7 +224,7 @@ PAGES: dict[str, list[Step]] = {
         Step("open Customer", _open("Customer"), opens=True),
         Step("pick customer 12347 (first: models' view of everyone)", _select("Customer id", "12347"), new=True),
         Step("pick customer 12352", _select("Customer id", "12352")),
-        Step("search '1235'", _number_text("Search", "1235")),
+        Step("search '1235'", _number("Search", "1235", role="textbox")),
     ],
     "segments": [
         Step("open Segments (RFM, clusters, stages, history, flows)", _open("Segments"), opens=True),

@@ -35,8 +35,8 @@ import pandas as pd
 
 from clm_core.errors import DataRangeError
 
-__all__ = ["EXCEL_MAX_ROWS", "safe_frame", "to_csv_bytes", "to_excel_bytes", "write_csv_stream", "write_excel_stream",
-           "write_table"]
+__all__ = ["EXCEL_MAX_ROWS", "XLSX_MIME", "safe_frame", "to_csv_bytes", "to_excel_bytes", "write_csv_stream",
+           "write_excel_stream", "write_table"]
 
 # Raw patterns in a syntax shared by Python's re and RE2, which pandas uses for Arrow-backed strings.
 _FORMULA_START = r"(?:[\x00-\x20\x7f]*[=+\-@]|[\t\r\n])"
@@ -165,6 +165,7 @@ def _write_workbook(sheets: dict[str, pd.DataFrame], target) -> int:
     return written
 
 
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"  # what a download of one is
 EXCEL_MAX_ROWS = 1_048_575  # a sheet holds 1,048,576 rows, one of them the header
 
 

@@ -66,6 +66,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from clm_core import schema
+from clm_core.customer_view import close_matches
 from clm_core.customers import data_span
 from clm_core.errors import DataRangeError, SchemaError
 from clm_core.workspace import Workspace
@@ -588,11 +589,8 @@ class Recommender(BaseEstimator):
 
 
 def _unknown_customer(customer: str, customers: pd.Index, as_of: date) -> str:
-    """A one-line message for an unknown customer id, naming up to three close matches (by difflib)."""
-    known = customers.to_numpy(dtype=object)
-    lengths = customers.str.len().to_numpy()
-    candidates = known[np.abs(lengths - len(customer)) <= 2] if len(known) > 50_000 else known
-    close = difflib.get_close_matches(customer, list(candidates), n=3, cutoff=0.6)
+    """A one-line message for an unknown customer id, naming up to three close matches (the Customer page's)."""
+    close = close_matches(customers, customer)
     hint = f"; did you mean {', '.join(close)}?" if close else "."
     return f"No customer {customer!r} with purchases up to {as_of:%d %b %Y} in this dataset{hint}"
 

@@ -8,7 +8,7 @@ import streamlit as st
 import app_state
 from clm_core import charts, churn
 from clm_core.errors import ClmError
-from clm_core.export import to_csv_bytes, to_excel_bytes
+from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes
 
 st.title("Churn risk")
 st.write("Who is likely to stop buying, how much value is at stake, and the list to send to your campaign tool. "
@@ -18,7 +18,6 @@ mode = st.radio("Start from", ["transactions", "table"], horizontal=True, key="c
                              "table": "A customer table with a churn column (e.g. a CRM export)"}.get,
                 help="With transactions, a customer has churned when they make no purchase within the horizon. "
                      "A customer table needs a column that says who left.")
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def model_table(result: churn.ChurnResult) -> pd.DataFrame:
@@ -140,7 +139,7 @@ def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series |
                                  file_name="at_risk_customers.csv", mime="text/csv", key="churn_download_csv",
                                  on_click="ignore", type="primary")
     downloads[1].download_button("Download the at-risk list (Excel)", data=lambda: to_excel_bytes(
-        {"at risk": selected}), file_name="at_risk_customers.xlsx", mime=XLSX, key="churn_download_xlsx",
+        {"at risk": selected}), file_name="at_risk_customers.xlsx", mime=XLSX_MIME, key="churn_download_xlsx",
         on_click="ignore")
 
 
@@ -248,4 +247,4 @@ else:
                                  file_name="churn_risk.csv", mime="text/csv", key="churn_table_csv",
                                  on_click="ignore", type="primary")
     downloads[1].download_button("Download (Excel)", data=lambda: to_excel_bytes({"churn risk": result.scores}),
-                                 file_name="churn_risk.xlsx", mime=XLSX, key="churn_table_xlsx", on_click="ignore")
+                                 file_name="churn_risk.xlsx", mime=XLSX_MIME, key="churn_table_xlsx", on_click="ignore")

@@ -19,6 +19,7 @@ from clm_core.charts import (
 from clm_core.clv import MODELS, PURCHASE_MODELS, default_calibration_end, value_concentration
 from clm_core.clv_calculator import FORMULA, CalculatorInputs, calculate, sensitivity, sensitivity_axes
 from clm_core.errors import ClmError, ConvergenceError
+from clm_core.export import XLSX_MIME
 
 st.title("Customer lifetime value")
 st.write("What is a customer worth? Use the **calculator** with your own assumptions, or let the models "
@@ -146,7 +147,6 @@ with calculator_tab:
 
 
 # --- predictive CLV ------------------------------------------------------------------------------------
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _TRY = {"bgnbd": "Pareto/NBD", "pareto": "BG/NBD"}
 
 
@@ -321,7 +321,7 @@ def _predictive() -> None:
                            "when you click.")
     a.caption(f"{len(scores):,} customers")
     b.download_button("Per-customer CLV (Excel)", data=lambda: app_state.cached_clv_download(*settings, "xlsx"),
-                      file_name="customer_clv.xlsx", mime=XLSX, key="clv_pred_dl_xlsx", on_click="ignore",
+                      file_name="customer_clv.xlsx", mime=XLSX_MIME, key="clv_pred_dl_xlsx", on_click="ignore",
                       help="The same table as an Excel workbook, built when you click (a few seconds for tens of "
                            "thousands of customers).")
     with st.expander("Model parameters"):

@@ -7,7 +7,7 @@ import app_state
 from clm_core.charts import cohort_heatmap_figure, cumulative_revenue_figure, retention_curves_figure
 from clm_core.cohorts import DEFINITIONS, FEW_COHORTS, PERIODS, WEEK_START
 from clm_core.errors import ClmError
-from clm_core.export import to_csv_bytes, to_excel_bytes
+from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes
 
 st.title("Cohorts")
 st.write("Customers are grouped by when they first bought. Follow each group to see how many come back "
@@ -105,5 +105,5 @@ a.download_button("Cohort table, long (CSV)", lambda: to_csv_bytes(long), "cohor
 b.download_button("Retention, wide (CSV)", lambda: to_csv_bytes(wide), "cohorts_wide.csv", "text/csv",
                   key="cohorts_dl_wide", on_click="ignore")
 c.download_button("Both (Excel)", lambda: to_excel_bytes({"long": long, "retention_wide": wide}), "cohorts.xlsx",
-                  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key="cohorts_dl_xlsx",
+                  XLSX_MIME, key="cohorts_dl_xlsx",
                   on_click="ignore")

@@ -6,11 +6,11 @@ import streamlit as st
 import app_state
 from clm_core import actions, charts
 from clm_core.errors import ClmError
-from clm_core.export import to_csv_bytes, to_excel_bytes
+from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes
 from clm_core.recommend import METHOD_LABELS
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-REPEATS = {None: "Decide from my data", True: "Include them (up to half the list)", False: "Only products they have not bought"}
+REPEATS = {None: "Decide from my data", True: "Include them (up to half the list)",
+           False: "Only products they have not bought"}
 
 st.title("Recommendations")
 st.write("What to offer each customer next, which action to take with them, and which products sell together. "
@@ -73,7 +73,7 @@ def show_and_offer(shown: pd.DataFrame, full: pd.DataFrame, name: str, rows_word
     downloads[0].download_button(f"Download {name} (CSV)", data=lambda: to_csv_bytes(full), file_name=f"{stem}.csv",
                                  mime="text/csv", key=f"{key}_csv", on_click="ignore", type="primary")
     downloads[1].download_button(f"Download {name} (Excel)", data=lambda: to_excel_bytes({name[:31]: full}),
-                                 file_name=f"{stem}.xlsx", mime=XLSX, key=f"{key}_xlsx", on_click="ignore")
+                                 file_name=f"{stem}.xlsx", mime=XLSX_MIME, key=f"{key}_xlsx", on_click="ignore")
 
 
 def products_view() -> None:

@@ -3,15 +3,13 @@
 import dataclasses
 from datetime import timedelta
 
-import pandas as pd
 import streamlit as st
 
 import app_state
 from clm_core import charts, segments
 from clm_core.errors import ClmError
-from clm_core.export import to_csv_bytes, to_excel_bytes
+from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 st.title("Segments")
 st.write("Groups of customers a marketer already knows how to act on: **RFM segments** (recency, frequency, "
@@ -86,7 +84,7 @@ with rfm_tab:
                                  data=lambda: to_csv_bytes(scored), file_name="segments.csv", mime="text/csv",
                                  key="seg_download_csv", on_click="ignore", type="primary")
     downloads[1].download_button("Download (Excel)", data=lambda: to_excel_bytes({"segments": scored}),
-                                 file_name="segments.xlsx", mime=XLSX, key="seg_download_xlsx", on_click="ignore")
+                                 file_name="segments.xlsx", mime=XLSX_MIME, key="seg_download_xlsx", on_click="ignore")
 
 with cluster_tab:
     options = st.columns(4)
