@@ -74,11 +74,11 @@ def _shown(key: str) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.0f}"
 
 
-cells = st.columns(5)
+cells = st.columns(4)  # four a row: dates and long labels fit whole
 for position, key in enumerate(["orders", "revenue", "average_order_value", "first_purchase", "last_purchase",
                                 "days_since_last_purchase", "usual_gap_days", "purchase_days", "products",
                                 "return_rate"]):
-    cells[position % 5].metric(FIGURES[key], _shown(key))
+    cells[position % 4].metric(FIGURES[key], _shown(key))
 
 # Model figures: probability alive and CLV (BG/NBD + Gamma-Gamma), churn risk, the next best action.
 with st.spinner("Reading the models' view of this customer..."):
@@ -114,7 +114,7 @@ if actions is not None:
         model_cells[3].metric("Next best action", str(action["action"]),
                               help="From the rules on the Recommendations page (Next best action).")
         net = action["expected_net_value"]
-        st.info(app_state.plain(f"Next best action: {action['action']}. {action['reason']}"
+        st.info(app_state.plain(f"Next best action: {action['action']} ({action['reason']})."
                                 + (f" Expected net value {net:,.2f}" + (" orders." if action["value_unit"] == "orders"
                                                                         else ".") if net else "")
                                 + (f" Offer: {action['product_name']}." if pd.notna(action.get("product_name"))

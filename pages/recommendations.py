@@ -234,7 +234,7 @@ def actions_view() -> None:
         return
     st.session_state[f"nba_rules_{dataset.fingerprint}"] = rules  # the Customer page applies the same rules
     st.caption("Rules as applied, by priority: " + app_state.plain(
-        "; ".join(f"{rule.priority}. {rule.action}: {rule.who}" for rule in rules.itertuples())))
+        "; ".join(f"{rule.priority:.0f}. {rule.action}: {rule.who}" for rule in rules.itertuples())))
     with st.spinner("Choosing an action for every customer..."):
         chosen = app_state.cached_next_best_actions(dataset.fingerprint, ws, horizon, rules)
     summary = actions.action_summary(chosen)
