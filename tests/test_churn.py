@@ -229,6 +229,18 @@ def test_auc_by_row_matches_scikit_learn_with_ties():
     assert np.isnan(churn._auc_by_row(np.ones(300, dtype=int), scores)).all()
 
 
+def test_bootstrap_auc_by_weights_matches_scikit_learn_on_each_resample():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 200)
+    scores = np.round(rng.random(200) + 0.3 * labels, 1)  # many ties
+    draws = rng.integers(0, 200, size=(40, 200))
+    draws[0] = np.flatnonzero(labels)[0]  # one resample of a single churner: no AUC
+    expected = [roc_auc_score(labels[row], scores[row]) if len(set(labels[row])) == 2 else np.nan for row in draws]
+    np.testing.assert_allclose(churn._auc_by_weights(labels, scores, draws), expected, rtol=1e-12)
+
+
 def test_permutation_importance_finds_the_feature_that_decides():
     """Churn decided by one feature: shuffling it costs the AUC what the model gained over chance (about 0.5),
     shuffling an unrelated one costs nothing, as scikit-learn's permutation importance reports."""
