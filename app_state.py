@@ -316,11 +316,13 @@ def cached_revenue_by_month(fingerprint: str, _ws: Workspace) -> pd.DataFrame:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_cohorts(fingerprint: str, _ws: Workspace, period: str, definition: str, segment: str | None,
-                   start: pd.Timestamp, end: pd.Timestamp, min_cohort_size: int):
+                   label: str | None, labels_version: str | None, start: pd.Timestamp, end: pd.Timestamp,
+                   min_cohort_size: int):
+    """The cohort table; split by ``label``, keyed by the version of the stored labels too."""
     from clm_core.cohorts import cohort_table
 
-    return cohort_table(_ws, period=period, definition=definition, segment=segment, start=start, end=end,
-                        min_cohort_size=min_cohort_size)
+    return cohort_table(_ws, period=period, definition=definition, segment=segment, label=label, start=start,
+                        end=end, min_cohort_size=min_cohort_size)
 
 
 class FitAttempt(NamedTuple):
@@ -390,15 +392,25 @@ def cached_clv_scores(fingerprint: str, _ws: Workspace, purchase_model: str, uni
     return forecast
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def cached_clv_download(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str, horizon_months: int,
-                        monthly_discount_rate: float, margin: float, file_format: str) -> bytes:
-    """The per-customer CLV file (``csv`` or ``xlsx``), built when first asked for and kept per dataset and
-    settings (the Excel file of 23,570 customers takes seconds)."""
-    from clm_core.export import to_csv_bytes, to_excel_bytes
-
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_labelled_clv_scores(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str, horizon_months: int,
+                               monthly_discount_rate: float, margin: float, choice: LabelChoice) -> pd.DataFrame:
+    """:func:`cached_clv_scores`' per-customer table with segment and stage columns, of the customers ``choice``
+    keeps."""
     scores = cached_clv_scores(fingerprint, _ws, purchase_model, unit, horizon_months, monthly_discount_rate,
                                margin).scores
+    return with_customer_labels(fingerprint, _ws, scores, choice)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_clv_download(fingerprint: str, _ws: Workspace, purchase_model: str, unit: str, horizon_months: int,
+                        monthly_discount_rate: float, margin: float, choice: LabelChoice, file_format: str) -> bytes:
+    """The per-customer CLV file (``csv`` or ``xlsx``) of the customers ``choice`` keeps, built when first asked
+    for and kept per dataset and settings (the Excel file of 23,570 customers takes seconds)."""
+    from clm_core.export import to_csv_bytes, to_excel_bytes
+
+    scores = cached_labelled_clv_scores(fingerprint, _ws, purchase_model, unit, horizon_months, monthly_discount_rate,
+                                        margin, choice)
     return to_csv_bytes(scores) if file_format == "csv" else to_excel_bytes({"customer_clv": scores})
 
 
@@ -724,3 +736,67 @@ def cached_clusters(fingerprint: str, _ws: Workspace, as_of, method: str, k: int
 
     return cluster_customers(cached_customer_table_at(fingerprint, _ws, as_of), method=method, k=k, k_range=k_range,
                              features=list(features), eps=eps, min_samples=min_samples)
+
+
+# --- customer labels (segments and stages) on every page --------------------------------------------------------
+
+class LabelChoice(NamedTuple):
+    """The segments and stages a page keeps (empty: all) and the version of the labels they refer to."""
+
+    segments: tuple[str, ...]
+    stages: tuple[str, ...]
+    version: str
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _cached_customer_labels(fingerprint: str, _ws: Workspace, version: str | None) -> tuple[pd.DataFrame, str, str]:
+    from clm_core.segments import customer_labels
+
+    return customer_labels(_ws)
+
+
+def customer_labels(fingerprint: str, ws: Workspace) -> tuple[pd.DataFrame, str, str]:
+    """(labels, note, version): the segments and stages stored in the workspace (the Segments page's choice);
+    the standard ones, computed and stored once, until the user chooses."""
+    info = ws.customer_labels_info()
+    if info is not None:  # stored: a read, no spinner (and callable from cached functions)
+        return _cached_customer_labels(fingerprint, ws, info[1])
+    with st.spinner("Sorting customers into RFM segments and lifecycle stages..."):
+        return _cached_customer_labels(fingerprint, ws, None)
+
+
+def _label_options(values: pd.Series, order: tuple[str, ...]) -> list[str]:
+    present = set(values.dropna().astype(str))
+    return [name for name in order if name in present] + sorted(present.difference(order))
+
+
+def label_filters(prefix: str, fingerprint: str, ws: Workspace, container=None) -> LabelChoice:
+    """Two filters, RFM segment and lifecycle stage, with a caption saying which labels they are."""
+    from clm_core.segments import SEGMENTS, STAGES
+
+    container = container or st
+    labels, note, version = customer_labels(fingerprint, ws)
+    columns = container.columns(2)
+    segments = columns[0].multiselect(
+        "RFM segments", _label_options(labels["rfm_segment"], tuple(SEGMENTS)), key=f"{prefix}_rfm_segments",
+        placeholder="All segments",
+        help="Keep only customers in these RFM segments (recency, frequency, money); see the Segments page.")
+    stages = columns[1].multiselect(
+        "Lifecycle stages", _label_options(labels["lifecycle_stage"], tuple(STAGES)), key=f"{prefix}_stages",
+        placeholder="All stages",
+        help="Keep only customers in these lifecycle stages (new, active, at risk, churned...); see the Segments "
+             "page.")
+    container.caption(f"Segments and stages: {plain(note)}. Choose others on the Segments page.")
+    return LabelChoice(tuple(segments), tuple(stages), version)
+
+
+def with_customer_labels(fingerprint: str, ws: Workspace, frame: pd.DataFrame,
+                         choice: LabelChoice | None = None) -> pd.DataFrame:
+    """``frame`` (per customer, or per customer and product) with the ``rfm_segment`` and ``lifecycle_stage``
+    columns after the id, keeping only the customers ``choice`` keeps."""
+    from clm_core.segments import with_labels
+
+    labels, _, _ = customer_labels(fingerprint, ws)
+    if choice is None:
+        return with_labels(frame, labels)
+    return with_labels(frame, labels, segments=list(choice.segments), stages=list(choice.stages))

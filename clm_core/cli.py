@@ -279,7 +279,7 @@ def _clv(args: argparse.Namespace) -> dict:
             result["clv_interval_level"] = forecast.level
             result["clv_top_10pct_share"] = clv.value_concentration(scores["clv"])[0.1]
         if args.out:
-            write_table(clv.customer_export(workspace, summary, scores), args.out)
+            write_table(_labelled(workspace, clv.customer_export(workspace, summary, scores), args), args.out)
             result["out"] = str(args.out)
     return result
 
@@ -367,9 +367,15 @@ def _at_risk(args: argparse.Namespace) -> dict:
 
     if args.top is not None and args.top < 1:
         raise ClmError("--top must be at least 1.")
+    if args.table and (args.only_segment or args.only_stage):
+        raise ClmError("--only-segment and --only-stage need --db: a customer table has no segments or stages.")
     with _churn_result(args) as (workspace, result):
         value, basis = churn.customer_value(workspace) if workspace is not None else (None, "")
-        table = churn.at_risk_list(workspace, result, top=args.top, min_risk=args.min_risk, value=value)
+        table = churn.at_risk_list(workspace, result, min_risk=args.min_risk, value=value)
+        if workspace is not None:
+            table = _labelled(workspace, table, args)
+        if args.top is not None:
+            table = table.head(args.top)
     write_table(table, args.out)
     written = min(len(table), EXCEL_MAX_ROWS) if args.out.lower().endswith(".xlsx") else len(table)
     notes = result.notes + ([f"Value: {basis}."] if basis else [])
@@ -400,6 +406,8 @@ def _recommend(args: argparse.Namespace) -> dict:
             return result
         model = recommend.build_recommender(workspace, segment=segment, include_repeats=args.repeats,
                                             method=args.method, evaluation=evaluation)
+        if args.out:
+            table = _labelled(workspace, model.recommend(top=args.top), args)
     result.update({"method": model.method, "method_reason": model.method_reason,
                    "include_repeats": model.include_repeats_, "as_of": model.as_of_.isoformat()})
     if args.customer is not None:
@@ -408,7 +416,6 @@ def _recommend(args: argparse.Namespace) -> dict:
         result["recommendations"] = picks.drop(columns="customer_id").astype(
             {"product_id": str, "product_name": str, "reason": str, "method": str}).to_dict("records")
     if args.out:
-        table = model.recommend(top=args.top)
         write_table(table, args.out)
         written = min(len(table), EXCEL_MAX_ROWS) if args.out.lower().endswith(".xlsx") else len(table)
         result.update({"out": args.out, "customers": int((table["rank"] == 1).sum()), "rows": written})
@@ -474,6 +481,29 @@ def _print_segments(result: dict) -> None:
         print(f"Note: {note}")
     if "out" in result:
         print(f"Per-customer scores, segments and stages written to {result['out']}")
+
+
+def _label_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--only-segment", action="append", metavar="NAME",
+                         help="keep only customers in this RFM segment, e.g. 'At risk' (repeat for several); the "
+                              "file has rfm_segment and lifecycle_stage columns either way")
+    command.add_argument("--only-stage", action="append", metavar="NAME",
+                         help="keep only customers in this lifecycle stage, e.g. Churned (repeat for several)")
+
+
+def _labelled(workspace: Workspace, table: pd.DataFrame, args: argparse.Namespace) -> pd.DataFrame:
+    """``table`` with each customer's RFM segment and lifecycle stage (those stored in the workspace, else the
+    standard ones as of the last day), keeping the customers of ``--only-segment`` and ``--only-stage``."""
+    from clm_core.segments import LABELS, SEGMENTS, STAGES, customer_labels, with_labels
+
+    labels, _, _ = customer_labels(workspace)
+    for column, option, known in (("rfm_segment", args.only_segment, SEGMENTS), ("lifecycle_stage", args.only_stage,
+                                                                              STAGES)):
+        names = list(dict.fromkeys([*known, *labels[column].dropna().astype(str)]))
+        unknown = [name for name in option or () if name not in names]
+        if unknown:
+            raise ClmError(f"Unknown {LABELS[column]} '{unknown[0]}'; known: {', '.join(names)}.")
+    return with_labels(table, labels, segments=args.only_segment, stages=args.only_stage)
 
 
 def _existing_db(path: str) -> str:
@@ -547,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model_<unit>s_first_to_last_purchase (the model's recency: NOT the time since "
                                    "the last purchase), model_<unit>s_first_purchase_to_end (T) and "
                                    "model_average_repeat_order_value")
+    _label_options(clv)
     clv.add_argument("--json", action="store_true")
     clv.set_defaults(run=_clv, show=_print_clv)
 
@@ -572,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     limit.add_argument("--top", type=int, metavar="N", help="the N customers at highest risk")
     limit.add_argument("--min-risk", type=float, metavar="P", help="customers with risk P or above")
     at_risk.add_argument("--out", required=True, help="file to write (.csv or .xlsx)")
+    _label_options(at_risk)
     at_risk.add_argument("--json", action="store_true")
     at_risk.set_defaults(run=_at_risk, show=lambda r: print(
         f"Wrote {r['customers']:,} customers to {r['out']}" + "".join(f"\nNote: {n}" for n in r["notes"])))
@@ -592,6 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend_command.add_argument("--repeats", action=argparse.BooleanOptionalAction, default=None,
                                    help="put products the customer bought before first (default: decided from how "
                                         "often customers rebuy in this data)")
+    _label_options(recommend_command)
     recommend_command.add_argument("--json", action="store_true")
     recommend_command.set_defaults(run=_recommend, show=_print_recommend)
 

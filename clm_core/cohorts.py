@@ -167,11 +167,18 @@ def cohort_table(
     period: str = "month",
     definition: str = "classic",
     segment: str | None = None,
+    label: str | None = None,
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
     min_cohort_size: int = 1,
 ) -> CohortTable:
-    """Compute the cohort table; :class:`DataRangeError` when the data or filters leave nothing to show."""
+    """Compute the cohort table, split by ``segment`` (a segment column of the file) or ``label`` (a kind of
+    stored customer label: ``rfm_segment``, ``lifecycle_stage``); :class:`DataRangeError` when the data or
+    filters leave nothing to show."""
+    if segment is not None and label is not None:
+        raise ValueError("Split by a segment column or by a customer label, not both.")
+    split = {"label_kind": label} if label is not None else {}
+    prefix = "labelled_" if label is not None else ""
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
     if definition not in DEFINITIONS:
@@ -186,7 +193,7 @@ def cohort_table(
             f"least two {period}s to compare.{suggestion}"
         )
 
-    activity = workspace.query("cohort_activity", segment=segment, period=period)
+    activity = workspace.query(prefix + "cohort_activity", segment=segment, period=period, **split)
     for column in ("cohort", "period"):
         activity[column] = pd.to_datetime(activity[column])
     activity["offset"] = period_offsets(activity["cohort"], activity["period"], period)
@@ -207,7 +214,7 @@ def cohort_table(
     long["period_start"] = [_shift(cohort, offset, period) for cohort, offset in zip(long["cohort"], long["offset"])]
 
     if definition == "rolling":
-        last = workspace.query("cohort_last_purchase", segment=segment, period=period)
+        last = workspace.query(prefix + "cohort_last_purchase", segment=segment, period=period, **split)
         for column in ("cohort", "last_period"):
             last[column] = pd.to_datetime(last[column])
         last["offset"] = period_offsets(last["cohort"], last["last_period"], period)
@@ -268,4 +275,4 @@ def cohort_table(
         )
     return CohortTable(long=long, period=period, definition=definition,
                        partial_last_period=last_period if partial else None,
-                       segment_label=segment, notes=notes)
+                       segment_label=segment or label, notes=notes)

@@ -80,6 +80,54 @@ _PURCHASE_DAYS = """
             WHERE c.measure IS NULL OR c.measure < d.measure - 1e-9 * abs(d.measure)
         )"""
 
+_COHORT_ACTIVITY = """
+        WITH firsts AS (
+            SELECT t.customer_id, MIN(t.order_ts) AS first_ts, {customer_segment} AS segment
+            FROM transactions t {label_join} WHERE NOT t.is_return GROUP BY t.customer_id
+        ),
+        customer_periods AS (
+            SELECT
+                t.customer_id,
+                date_trunc($period, f.first_ts) AS cohort,
+                f.segment,
+                date_trunc($period, t.order_ts) AS period,
+                SUM(t.amount) AS revenue,
+                COUNT(DISTINCT CASE WHEN t.is_return THEN NULL ELSE t.order_id END) AS orders
+            FROM transactions t JOIN firsts f ON t.customer_id = f.customer_id
+            WHERE t.order_ts >= f.first_ts
+            GROUP BY t.customer_id, date_trunc($period, f.first_ts), f.segment, date_trunc($period, t.order_ts)
+        )
+        SELECT cohort, segment, period,
+               SUM(CASE WHEN orders > 0 THEN 1 ELSE 0 END) AS active,
+               SUM(revenue) AS revenue,
+               SUM(orders) AS orders
+        FROM customer_periods
+        GROUP BY cohort, segment, period
+    """
+_COHORT_LAST_PURCHASE = """
+        WITH spans AS (
+            SELECT t.customer_id, MIN(t.order_ts) AS first_ts, MAX(t.order_ts) AS last_ts,
+                   {customer_segment} AS segment
+            FROM transactions t {label_join} WHERE NOT t.is_return GROUP BY t.customer_id
+        )
+        SELECT date_trunc($period, first_ts) AS cohort, segment, date_trunc($period, last_ts) AS last_period,
+               COUNT(*) AS customers
+        FROM spans
+        GROUP BY date_trunc($period, first_ts), segment, date_trunc($period, last_ts)
+    """
+
+
+def _segmented(template: str, *, by_label: bool) -> str:
+    """A cohort query split by a segment of the file's: a customer's segment is its value on their first row
+    (the earliest, and of rows at one moment, lines of one order whose product category may differ, the first in
+    the file; first_row_key(t) orders rows so); or by a stored customer label of kind $label_kind (customers
+    without one: 'No label')."""
+    if by_label:
+        return template.replace("{customer_segment}", "coalesce(MIN(l.label), 'No label')").replace(
+            "{label_join}", "LEFT JOIN customer_labels l ON l.customer_id = t.customer_id AND l.kind = $label_kind")
+    return template.replace("{customer_segment}", "min_by({segment}, first_row_key(t))").replace("{label_join}", "")
+
+
 QUERIES: dict[str, str] = {
     # One row: the headline numbers of a dataset.
     "dataset_totals": """
@@ -112,47 +160,15 @@ QUERIES: dict[str, str] = {
         GROUP BY date_trunc('month', order_ts)
         ORDER BY month
     """,
-    # A customer's segment is its value on their first row: the earliest, and of rows at one moment (lines of one
-    # order, whose product category may differ) the first in the file; first_row_key(t) orders rows so.
     # Per cohort (period of a customer's first purchase), optional segment, and calendar period:
     # customers who bought, net revenue and purchase orders. $period is 'week', 'month' or 'quarter'.
-    "cohort_activity": """
-        WITH firsts AS (
-            SELECT t.customer_id, MIN(t.order_ts) AS first_ts, min_by({segment}, first_row_key(t)) AS segment
-            FROM transactions t WHERE NOT t.is_return GROUP BY t.customer_id
-        ),
-        customer_periods AS (
-            SELECT
-                t.customer_id,
-                date_trunc($period, f.first_ts) AS cohort,
-                f.segment,
-                date_trunc($period, t.order_ts) AS period,
-                SUM(t.amount) AS revenue,
-                COUNT(DISTINCT CASE WHEN t.is_return THEN NULL ELSE t.order_id END) AS orders
-            FROM transactions t JOIN firsts f ON t.customer_id = f.customer_id
-            WHERE t.order_ts >= f.first_ts
-            GROUP BY t.customer_id, date_trunc($period, f.first_ts), f.segment, date_trunc($period, t.order_ts)
-        )
-        SELECT cohort, segment, period,
-               SUM(CASE WHEN orders > 0 THEN 1 ELSE 0 END) AS active,
-               SUM(revenue) AS revenue,
-               SUM(orders) AS orders
-        FROM customer_periods
-        GROUP BY cohort, segment, period
-    """,
+    # The segment is a column of the file's (below) or a stored customer label ("labelled_" queries).
+    "cohort_activity": _segmented(_COHORT_ACTIVITY, by_label=False),
+    "labelled_cohort_activity": _segmented(_COHORT_ACTIVITY, by_label=True),
     # Per cohort and segment: how many customers made their last purchase in each period
     # (the input of rolling retention).
-    "cohort_last_purchase": """
-        WITH spans AS (
-            SELECT t.customer_id, MIN(t.order_ts) AS first_ts, MAX(t.order_ts) AS last_ts,
-                   min_by({segment}, first_row_key(t)) AS segment
-            FROM transactions t WHERE NOT t.is_return GROUP BY t.customer_id
-        )
-        SELECT date_trunc($period, first_ts) AS cohort, segment, date_trunc($period, last_ts) AS last_period,
-               COUNT(*) AS customers
-        FROM spans
-        GROUP BY date_trunc($period, first_ts), segment, date_trunc($period, last_ts)
-    """,
+    "cohort_last_purchase": _segmented(_COHORT_LAST_PURCHASE, by_label=False),
+    "labelled_cohort_last_purchase": _segmented(_COHORT_LAST_PURCHASE, by_label=True),
     # Per calendar day, among customers who first bought by $calibration_end: how many made their first
     # purchase that day and how many repeat purchase days fell on it (the input of the tracking plot).
     "daily_repeat_purchases": """

@@ -79,6 +79,11 @@ from clm_core.errors import ClmError, DataRangeError, SchemaError
 from clm_core.workspace import Workspace
 
 __all__ = [
+    "LABELS",
+    "result_labels",
+    "store_labels",
+    "customer_labels",
+    "with_labels",
     "SEGMENTS",
     "RETURNS_ONLY",
     "ACQUISITION",
@@ -1135,3 +1140,56 @@ def segment_customers(workspace: Workspace, *, as_of: date | None = None, table:
     return SegmentResult(as_of=as_of, customers=customers.reset_index(drop=True), profiles=profiles,
                          stages=stages, score_rules=rfm.score_rules, rules=rules, settings=settings,
                          has_money=rfm.has_money, clusters=clustered, notes=notes)
+
+
+# --- labels for every other page ----------------------------------------------------------------------------------
+
+# The customer labels every page can filter by and every export carries: column -> what a marketer calls it.
+LABELS = {"rfm_segment": "RFM segment", "lifecycle_stage": "Lifecycle stage"}
+
+
+def result_labels(result: SegmentResult) -> pd.DataFrame:
+    """``customer_id`` and the :data:`LABELS` columns of a segmentation, as text."""
+    return result.customers[["customer_id", *LABELS]].astype({column: str for column in LABELS})
+
+
+def _labels_note(result: SegmentResult, *, chosen: bool) -> str:
+    how = ("your segment rules and stage thresholds from the Segments page" if chosen
+           else "the standard segment rules and stage thresholds")
+    return f"RFM segments and lifecycle stages as of {result.as_of:%d %b %Y}, by {how}"
+
+
+def store_labels(workspace: Workspace, result: SegmentResult, *, chosen: bool = True) -> str:
+    """Store ``result``'s segments and stages in the workspace for every page and export; returns their version.
+    ``chosen``: the user's own settings (else the standard ones), said in the note the pages show."""
+    return workspace.store_customer_labels(result_labels(result), _labels_note(result, chosen=chosen))
+
+
+def customer_labels(workspace: Workspace) -> tuple[pd.DataFrame, str, str]:
+    """(labels, note, version): the labels stored in the workspace; when none are, the standard segmentation at
+    the end of the data, stored when the workspace can be written (the app's), computed each time otherwise
+    (the command line's read-only workspaces)."""
+    stored = workspace.customer_labels_info()
+    if stored is not None:
+        note, version = stored
+        labels = workspace.customer_labels()
+        return labels[["customer_id", *[column for column in LABELS if column in labels]]], note, version
+    result = segment_customers(workspace)
+    version = "computed" if workspace.read_only else store_labels(workspace, result, chosen=False)
+    return result_labels(result), _labels_note(result, chosen=False), version
+
+
+def with_labels(frame: pd.DataFrame, labels: pd.DataFrame, *, segments: list[str] | None = None,
+                stages: list[str] | None = None) -> pd.DataFrame:
+    """``frame`` (with ``customer_id``) with the :data:`LABELS` columns after the id, keeping only the customers
+    in ``segments`` and ``stages`` when given (empty or None: all). Customers the labels do not know (who first
+    bought after the labels' date) get empty labels, and are left out by a filter."""
+    present = [column for column in LABELS if column in labels]
+    frame = frame.drop(columns=[column for column in present if column in frame])
+    merged = frame.merge(labels[["customer_id", *present]], on="customer_id", how="left", validate="many_to_one")
+    keep = pd.Series(True, index=merged.index)
+    for column, chosen in (("rfm_segment", segments), ("lifecycle_stage", stages)):
+        if chosen and column in merged:
+            keep &= merged[column].isin(chosen)
+    rest = [column for column in frame.columns if column != "customer_id"]
+    return merged.loc[keep, ["customer_id", *present, *rest]].reset_index(drop=True)

@@ -31,9 +31,13 @@ from clm_core.mapping import ColumnMapping, guess_mapping
 from clm_core.queries import query_text
 from clm_core.reader import LINE_COLUMN, MALFORMED_TABLE, RAW_TABLE, SourceInfo, load_raw, sniff
 
-__all__ = ["StagedFile", "DatasetInfo", "Workspace", "file_digest"]
+__all__ = ["StagedFile", "DatasetInfo", "Workspace", "file_digest", "LABELS_TABLE"]
 
 _META_TABLE = "dataset_meta"
+# Customer-level labels (RFM segment, lifecycle stage) stored for every page to filter and show: long, one row
+# per customer and kind, so the named queries select a kind by a bound value, never by a column name.
+LABELS_TABLE = "customer_labels"
+_LABELS_INFO_TABLE = "customer_labels_info"
 _MEMORY_LIMIT = "2GB"
 _SAMPLE_ROWS = 5000
 
@@ -103,6 +107,7 @@ class Workspace:
         write any other file. A file to load from elsewhere is linked (or copied) into the work folder first.
         """
         self.path = str(path)
+        self.read_only = read_only
         self._workdir = Path(tempfile.mkdtemp(prefix="clm-work-", dir=folder))
         # Each workspace is its own DuckDB instance: cap its memory so large files spill to this workspace's own
         # temporary folder instead of growing without bound (several sessions share one machine).
@@ -253,6 +258,9 @@ class Workspace:
         }
         self._con.execute(f"CREATE OR REPLACE TABLE {_META_TABLE} (payload VARCHAR)")
         self._con.execute(f"INSERT INTO {_META_TABLE} VALUES (?)", [json.dumps(payload)])
+        # A new dataset starts without customer labels (those of the last one named other customers).
+        self._con.execute(f"CREATE OR REPLACE TABLE {LABELS_TABLE} (customer_id VARCHAR, kind VARCHAR, label VARCHAR)")
+        self._con.execute(f"CREATE OR REPLACE TABLE {_LABELS_INFO_TABLE} (note VARCHAR, version VARCHAR)")
 
     # -- reading -----------------------------------------------------------
     @property
@@ -300,6 +308,47 @@ class Workspace:
         text = query_text(name, segment=segment, attributes=attributes)
         with self._cursor() as cursor:
             return cursor.execute(text, params or None).df()
+
+    def store_customer_labels(self, labels: pd.DataFrame, note: str) -> str:
+        """Replace the stored customer labels with ``labels`` (``customer_id`` and one column per kind, e.g.
+        ``rfm_segment``, ``lifecycle_stage``) and ``note`` (what they are, in words); returns their version, a
+        digest that changes whenever they do. Customers without a label of a kind get no row for it."""
+        self.dataset  # a clear error before a SQL one
+        kinds = [column for column in labels.columns if column != "customer_id"]
+        long = labels.melt(id_vars="customer_id", value_vars=kinds, var_name="kind", value_name="label").dropna()
+        long = long.astype({"customer_id": str, "kind": str, "label": str})
+        digest = hashlib.sha256(note.encode())
+        digest.update(pd.util.hash_pandas_object(long, index=False).to_numpy().tobytes())
+        version = digest.hexdigest()[:16]
+        with self._load_lock, self._cursor() as cursor:
+            cursor.register("labels_frame", long)
+            cursor.execute("BEGIN TRANSACTION")
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {LABELS_TABLE} (customer_id VARCHAR, kind VARCHAR, label VARCHAR)")
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {_LABELS_INFO_TABLE} (note VARCHAR, version VARCHAR)")
+            cursor.execute(f"DELETE FROM {LABELS_TABLE}")
+            cursor.execute(f"INSERT INTO {LABELS_TABLE} SELECT customer_id, kind, label FROM labels_frame")
+            cursor.execute(f"DELETE FROM {_LABELS_INFO_TABLE}")
+            cursor.execute(f"INSERT INTO {_LABELS_INFO_TABLE} VALUES (?, ?)", [note, version])
+            cursor.execute("COMMIT")
+            cursor.unregister("labels_frame")
+        return version
+
+    def customer_labels_info(self) -> tuple[str, str] | None:
+        """(note, version) of the stored customer labels; None when none are stored."""
+        try:
+            with self._cursor() as cursor:
+                row = cursor.execute(f"SELECT note, version FROM {_LABELS_INFO_TABLE}").fetchone()
+        except duckdb.CatalogException:  # a workspace written before labels existed
+            return None
+        return None if row is None else (row[0], row[1])
+
+    def customer_labels(self) -> pd.DataFrame:
+        """The stored labels, one row per customer with a label: ``customer_id`` and a column per kind."""
+        with self._cursor() as cursor:
+            long = cursor.execute(f"SELECT customer_id, kind, label FROM {LABELS_TABLE}").df()
+        wide = long.pivot(index="customer_id", columns="kind", values="label")
+        wide.columns.name = None
+        return wide.reset_index()
 
     def rejected_rows(self, reason: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """The rejected rows as they were in the file, with their reason and row number."""

@@ -76,6 +76,12 @@ def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series |
                                        format="DD MMM YYYY", key="churn_last_purchase",
                                        help="Keep customers whose last purchase falls in this range.")
             keep &= dates.dt.date.between(*picked)
+    if "rfm_segment" in table:  # transactions: the segments and stages of the Segments page
+        choice = app_state.label_filters("churn", dataset.fingerprint, ws)
+        if choice.segments:
+            keep &= table["rfm_segment"].isin(choice.segments)
+        if choice.stages:
+            keep &= table["lifecycle_stage"].isin(choice.stages)
     if value is not None and "clv" in table:
         minimum = st.number_input("Only customers with a CLV of at least", min_value=0.0, value=0.0, step=50.0,
                                   key="churn_min_clv", help=f"Customer value: {value_words}.")
@@ -133,7 +139,7 @@ def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series |
     st.subheader("The at-risk list")
     st.dataframe(selected.head(200), hide_index=True)
     st.caption(f"First 200 of {len(selected):,} customers, riskiest first. The downloads hold all of them, with "
-               "the contact and segment columns of your file.")
+               "the contact and segment columns of your file and each customer's RFM segment and lifecycle stage.")
     downloads = st.columns(2)
     downloads[0].download_button("Download the at-risk list (CSV)", data=lambda: to_csv_bytes(selected),
                                  file_name="at_risk_customers.csv", mime="text/csv", key="churn_download_csv",
@@ -198,7 +204,7 @@ if mode == "transactions":
                            help="0.5 is chance, 1 is perfect, on customers the model never saw.")
         headline[3].metric("Recency only", f"{result.models[churn.BASELINE]['roc_auc']:.2f}",
                            help="The same check for ranking by days since the last purchase alone.")
-    table = churn.at_risk_list(ws, result, value=value)
+    table = app_state.with_customer_labels(dataset.fingerprint, ws, churn.at_risk_list(ws, result, value=value))
     list_tab, quality_tab = st.tabs(["At-risk customers", "How good is the prediction?"])
     with list_tab:
         show_list(result, table, value, value_words, dataset.segment_columns)

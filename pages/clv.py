@@ -20,6 +20,7 @@ from clm_core.clv import MODELS, PURCHASE_MODELS, default_calibration_end, value
 from clm_core.clv_calculator import FORMULA, CalculatorInputs, calculate, sensitivity, sensitivity_axes
 from clm_core.errors import ClmError, ConvergenceError
 from clm_core.export import XLSX_MIME
+from clm_core.segments import LABELS
 
 st.title("Customer lifetime value")
 st.write("What is a customer worth? Use the **calculator** with your own assumptions, or let the models "
@@ -230,7 +231,7 @@ def _parameters_table(fitted) -> pd.DataFrame:
 _SHOWN = {
     "customer_id": "Customer", "first_purchase_date": "First purchase", "last_purchase_date": "Last purchase",
     "days_since_last_purchase": "Days since last purchase", "orders": "Orders", "revenue": "Revenue (net)",
-    "probability_alive": "P(active)", "expected_order_value": "Expected order value",
+    "probability_alive": "P(active)", "expected_order_value": "Expected order value", **LABELS,
 }
 
 
@@ -300,6 +301,8 @@ def _predictive() -> None:
                "end of the data. Many purchases with none lately (bottom left) means the customer has "
                "probably left.")
     st.subheader("Top customers")
+    choice = app_state.label_filters("clv_pred", dataset.fingerprint, ws)
+    listed = app_state.cached_labelled_clv_scores(*settings, choice)
     model_names = {
         "model_repeat_purchase_days": "Repeat purchase days (model)",
         f"model_{unit}s_first_to_last_purchase": f"{unit.title()}s from first to last purchase (model)",
@@ -308,19 +311,22 @@ def _predictive() -> None:
         "expected_purchases": f"Purchases next {horizon} months", "clv": f"CLV next {horizon} months",
         "clv_low": f"CLV low ({forecast.level:.0%})", "clv_high": f"CLV high ({forecast.level:.0%})",
     }
-    st.dataframe(scores.head(50).rename(columns={**_SHOWN, **model_names}), hide_index=True, column_config={
+    st.dataframe(listed.head(50).rename(columns={**_SHOWN, **model_names}), hide_index=True, column_config={
         "P(active)": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
     st.caption("Days since last purchase count to the last day of your data. The model columns follow the "
                f"CLV literature: {unit}s from the first purchase to the last (the model's 'recency', not the time "
                f"since the last purchase) and {unit}s from the first purchase to the end of the data.")
     a, b = st.columns(2)
-    a.download_button("Per-customer CLV (CSV)", data=lambda: app_state.cached_clv_download(*settings, "csv"),
+    a.download_button("Per-customer CLV (CSV)",
+                      data=lambda: app_state.cached_clv_download(*settings, choice, "csv"),
                       file_name="customer_clv.csv", mime="text/csv", key="clv_pred_dl_csv", on_click="ignore",
-                      help="Every customer with the contact columns of your file, first and last purchase, days "
-                           "since the last purchase, orders, revenue and the predictions, for campaigns. Built "
-                           "when you click.")
-    a.caption(f"{len(scores):,} customers")
-    b.download_button("Per-customer CLV (Excel)", data=lambda: app_state.cached_clv_download(*settings, "xlsx"),
+                      help="Every customer the segment and stage filters keep, with the contact columns of "
+                           "your file, RFM segment and lifecycle stage, first and last purchase, days since the "
+                           "last purchase, orders, revenue and the predictions, for campaigns. Built when you "
+                           "click.")
+    a.caption(f"{len(listed):,} customers" + ("" if len(listed) == len(scores) else f" of {len(scores):,}"))
+    b.download_button("Per-customer CLV (Excel)",
+                      data=lambda: app_state.cached_clv_download(*settings, choice, "xlsx"),
                       file_name="customer_clv.xlsx", mime=XLSX_MIME, key="clv_pred_dl_xlsx", on_click="ignore",
                       help="The same table as an Excel workbook, built when you click (a few seconds for tens of "
                            "thousands of customers).")

@@ -1,5 +1,7 @@
 """Cohorts page: of the customers acquired in a period, how many still buy and what are they worth now."""
 
+import dataclasses
+
 import pandas as pd
 import streamlit as st
 
@@ -8,6 +10,9 @@ from clm_core.charts import cohort_heatmap_figure, cumulative_revenue_figure, re
 from clm_core.cohorts import DEFINITIONS, FEW_COHORTS, PERIODS, WEEK_START
 from clm_core.errors import ClmError
 from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes
+from clm_core.segments import LABELS
+
+_LABEL = "label:"  # a split by a stored customer label, not a column of the file
 
 st.title("Cohorts")
 st.write("Customers are grouped by when they first bought. Follow each group to see how many come back "
@@ -24,9 +29,14 @@ definition = controls[1].radio(
     "Retention definition", list(DEFINITIONS), format_func=str.title, horizontal=True, key="cohorts_definition",
     help=DEFINITIONS["classic"] + " " + DEFINITIONS["rolling"],
 )
-segment_options = {None: "No split", **dataset.segment_columns}
-segment = controls[2].selectbox("Split by", list(segment_options), format_func=segment_options.get,
-                                key="cohorts_segment", help="Show separate cohorts for each value of a segment attribute.")
+segment_options = {None: "No split", **dataset.segment_columns,
+                   **{f"{_LABEL}{kind}": name for kind, name in LABELS.items()}}
+split = controls[2].selectbox("Split by", list(segment_options), format_func=segment_options.get,
+                              key="cohorts_segment",
+                              help="Show separate cohorts for each value of a segment attribute of your file, or of "
+                                   "each customer's RFM segment or lifecycle stage (Segments page).")
+label = split[len(_LABEL):] if split and split.startswith(_LABEL) else None
+segment = None if label else split
 min_size = controls[3].number_input("Minimum cohort size", min_value=1, value=1, step=5, key="cohorts_min_size",
                                     help="Hide cohorts with fewer customers than this: small cohorts jump around.")
 first, last = summary.first_date.date(), summary.last_date.date()
@@ -37,12 +47,23 @@ if first < last:  # with one day of data there is no range to choose; cohort_tab
                            help="Only cohorts whose period starts in this range are shown.")
 
 try:
+    labels_version = app_state.customer_labels(dataset.fingerprint, ws)[2] if label else None
     with st.spinner("Computing cohorts..."):
-        table = app_state.cached_cohorts(dataset.fingerprint, ws, period, definition, segment,
+        table = app_state.cached_cohorts(dataset.fingerprint, ws, period, definition, segment, label, labels_version,
                                          pd.Timestamp(date_range[0]), pd.Timestamp(date_range[1]), int(min_size))
 except ClmError as error:
     st.warning(app_state.plain(error))
     st.stop()
+if split is not None:
+    groups = list(dict.fromkeys(table.long["segment"].astype(str)))
+    shown = st.multiselect(f"Show only these groups ({segment_options[split]})", groups, key=f"cohorts_groups_{split}",
+                           placeholder="All groups",
+                           help="Keep only some groups on the charts, the headline figures and the downloads.")
+    if shown:
+        table = dataclasses.replace(table, long=table.long[table.long["segment"].astype(str).isin(shown)])
+    if label:
+        st.caption(f"{segment_options[split]}: {app_state.plain(app_state.customer_labels(dataset.fingerprint, ws)[1])}"
+                   " (each customer's group now, not when they first bought). Choose others on the Segments page.")
 
 for note in table.notes:
     st.caption("⚠️ " + app_state.plain(note))

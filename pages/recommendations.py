@@ -8,6 +8,7 @@ from clm_core import actions, charts
 from clm_core.errors import ClmError
 from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes
 from clm_core.recommend import METHOD_LABELS
+from clm_core.segments import LABELS
 
 REPEATS = {None: "Decide from my data", True: "Include them (up to half the list)",
            False: "Only products they have not bought"}
@@ -112,6 +113,8 @@ def products_view() -> None:
     with controls[3]:
         who = _customer_filter(table)
     chosen = table[table["customer_id"].isin(who)] if who is not None else table
+    chosen = app_state.with_customer_labels(dataset.fingerprint, ws, chosen,
+                                            app_state.label_filters("rec", dataset.fingerprint, ws))
     headline = st.columns(3)
     headline[0].metric("Customers", f"{chosen['customer_id'].nunique():,}")
     headline[1].metric("Distinct products recommended", f"{chosen['product_id'].nunique():,}")
@@ -119,7 +122,8 @@ def products_view() -> None:
                        help="Share of the recommendations that come from what similar customers bought; the rest "
                             "are popular products (customers with little history) or products they buy again.")
     shown = chosen.head(2000).rename(columns={"customer_id": "Customer", "rank": "Rank", "product_id": "Product id",
-                                              "product_name": "Product", "reason": "Why", "method": "Picked by"})
+                                              "product_name": "Product", "reason": "Why", "method": "Picked by",
+                                              **LABELS})
     shown["Picked by"] = shown["Picked by"].astype(str).map(METHOD_LABELS)
     show_and_offer(shown.drop(columns=["score"]), chosen, "recommendations", "rows")
 
@@ -250,7 +254,10 @@ def actions_view() -> None:
                             default=[str(action) for action in summary["action"] if action != actions.NO_CONTACT],
                             key="nba_list_actions")
     listed = chosen[chosen["action"].astype(str).isin(picked)].sort_values("expected_net_value", ascending=False)
-    show_and_offer(listed, listed, "next best actions", "customers by expected net value")
+    listed = app_state.with_customer_labels(dataset.fingerprint, ws, listed,
+                                            app_state.label_filters("nba", dataset.fingerprint, ws))
+    show_and_offer(listed.rename(columns=LABELS), listed, "next best actions",
+                   "customers by expected net value")
 
 
 HELP = {

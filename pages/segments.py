@@ -85,6 +85,18 @@ with rfm_tab:
                                  key="seg_download_csv", on_click="ignore", type="primary")
     downloads[1].download_button("Download (Excel)", data=lambda: to_excel_bytes({"segments": scored}),
                                  file_name="segments.xlsx", mime=XLSX_MIME, key="seg_download_xlsx", on_click="ignore")
+    in_use = st.columns([1, 2])
+    if in_use[0].button("Use these on every page", key="seg_store",
+                        help="The Cohorts, Customer lifetime value, Churn risk and Recommendations pages filter by "
+                             "these segments and stages, and every download carries them."):
+        standard = (as_of == last and not with_models and settings == segments.StageSettings()
+                    and rules.reset_index(drop=True).equals(segments.validate_segment_rules(
+                        segments.default_segment_rules()).reset_index(drop=True)))
+        segments.store_labels(ws, result, chosen=not standard)
+        st.toast("The other pages now use these segments and stages.")
+    stored = ws.customer_labels_info()
+    in_use[1].caption("Other pages use: " + (app_state.plain(stored[0]) if stored else
+                                             "the standard segments and stages as of the last day of the data") + ".")
 
 with cluster_tab:
     options = st.columns(4)

@@ -186,8 +186,38 @@ def test_clv_export_carries_contact_columns(tmp_path):
     assert result.returncode == 0, result.stderr
     scores = pd.read_excel(out, dtype={"customer_id": str})
     demo = pd.read_csv(data, dtype=str).drop_duplicates("customer_id").set_index("customer_id")
-    assert list(scores.columns[:3]) == ["customer_id", "email", "country"]
+    assert list(scores.columns[:5]) == ["customer_id", "rfm_segment", "lifecycle_stage", "email", "country"]
     assert (scores.set_index("customer_id")["email"] == demo.loc[scores["customer_id"], "email"].to_numpy()).all()
+
+
+def test_exports_carry_segments_and_stages_and_filter_by_them(loaded_demo_db, tmp_path):
+    from clm_core.segments import segment_customers
+    from clm_core.workspace import Workspace
+
+    with Workspace(loaded_demo_db, read_only=True) as workspace:
+        expected = segment_customers(workspace).customers.set_index("customer_id")
+    champions = set(expected.index[expected["rfm_segment"] == "Champions"])
+    out = tmp_path / "at_risk.csv"
+    result = run("at-risk", "--db", str(loaded_demo_db), "--out", str(out), "--only-segment", "Champions",
+                 "--only-segment", "Loyal", "--top", "50")
+    assert result.returncode == 0, result.stderr
+    listed = pd.read_csv(out, dtype={"customer_id": str}, encoding="utf-8-sig")
+    assert len(listed) == 50 and set(listed["rfm_segment"]) <= {"Champions", "Loyal"}
+    assert (listed["lifecycle_stage"] == expected.loc[listed["customer_id"], "lifecycle_stage"].astype(str)
+            .to_numpy()).all()
+    assert listed["risk"].is_monotonic_decreasing  # the 50 riskiest of those segments
+    clv_out = tmp_path / "clv.csv"
+    assert run("clv", "--db", str(loaded_demo_db), "--out", str(clv_out), "--only-segment", "Champions").returncode == 0
+    assert set(pd.read_csv(clv_out, dtype={"customer_id": str}, encoding="utf-8-sig")["customer_id"]) == champions
+    rec_out = tmp_path / "recommendations.csv"
+    assert run("recommend", "--db", str(loaded_demo_db), "--out", str(rec_out), "--only-stage", "Churned",
+               "--top", "3").returncode == 0
+    recommended = pd.read_csv(rec_out, dtype={"customer_id": str}, encoding="utf-8-sig")
+    assert set(recommended["lifecycle_stage"]) == {"Churned"}
+    assert set(recommended["customer_id"]) <= set(expected.index[expected["lifecycle_stage"] == "Churned"])
+    failed = run("at-risk", "--db", str(loaded_demo_db), "--out", str(out), "--only-segment", "Champs")
+    assert failed.returncode != 0 and "Unknown RFM segment 'Champs'" in failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, message", [

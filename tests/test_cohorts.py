@@ -243,3 +243,25 @@ def test_split_uses_the_segment_of_the_first_purchase(tmp_path):
     january = table.long[(table.long["cohort"] == pd.Timestamp("2021-01-01")) & (table.long["offset"] == 0)]
     sizes = dict(zip(january["segment"], january["cohort_size"]))
     assert sizes == {"Toys": 2, "Bags": 1}
+
+
+def test_cohorts_split_by_a_stored_customer_label_on_online_retail(online_retail_workspace):
+    """Split by RFM segment: each segment's first-period cohort sizes add up to its customers who bought, counted
+    straight from the transactions and the stored labels."""
+    from clm_core.segments import segment_customers, store_labels
+
+    workspace, _ = online_retail_workspace
+    store_labels(workspace, segment_customers(workspace), chosen=False)
+    table = cohort_table(workspace, label="rfm_segment")
+    sizes = table.long[table.long["offset"] == 0].groupby("segment")["cohort_size"].sum()
+    with workspace._cursor() as cursor:
+        buyers = {row[0] for row in cursor.execute(
+            "SELECT DISTINCT customer_id FROM transactions WHERE NOT is_return").fetchall()}
+    labels = workspace.customer_labels()
+    expected = labels[labels["customer_id"].isin(buyers)]["rfm_segment"].value_counts()
+    assert sizes.sort_index().to_dict() == expected.sort_index().to_dict()
+    assert sizes.sum() == len(buyers) == 4_339
+    stages = cohort_table(workspace, label="lifecycle_stage", period="quarter", definition="rolling")
+    assert stages.long[stages.long["offset"] == 0]["cohort_size"].sum() == 4_339
+    with pytest.raises(ValueError, match="not both"):
+        cohort_table(workspace, label="rfm_segment", segment="seg_country")

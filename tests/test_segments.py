@@ -24,6 +24,7 @@ from clm_core.segments import (
     StageSettings,
     assign_segments,
     cluster_customers,
+    customer_labels,
     default_segment_rules,
     lifecycle_stages,
     purchase_timeline,
@@ -33,6 +34,7 @@ from clm_core.segments import (
     stage_flows,
     stage_history,
     validate_segment_rules,
+    with_labels,
 )
 from clm_core.workspace import Workspace
 
@@ -292,6 +294,41 @@ def test_a_dataset_without_amounts_is_segmented_on_recency_and_frequency(tmp_pat
     assert result.customers["rfm_segment"].notna().all() and result.customers["lifecycle_stage"].notna().all()
     assert result.profiles["revenue"].isna().all() and result.profiles["customers"].sum() == 8
     assert any("no amounts" in note for note in result.notes)
+
+
+# --- labels for every page --------------------------------------------------------------------------------------
+
+def test_labels_are_stored_once_read_back_and_dropped_by_a_new_load(tmp_path):
+    path = tmp_path / "small.csv"
+    path.write_text(_SMALL)
+    with Workspace(tmp_path / "labels.duckdb") as workspace:
+        workspace.ingest(path)
+        assert workspace.customer_labels_info() is None
+        labels, note, version = customer_labels(workspace)  # none stored: the standard ones, stored now
+        assert "standard segment rules" in note and workspace.customer_labels_info() == (note, version)
+        expected = segment_customers(workspace).customers
+        assert labels.set_index("customer_id").sort_index().astype(str).equals(
+            expected.set_index("customer_id")[["rfm_segment", "lifecycle_stage"]].sort_index().astype(str))
+        again, _, same = customer_labels(workspace)
+        assert same == version and again.equals(labels)
+        earlier = segment_customers(workspace, as_of=date(2021, 6, 30))
+        other = workspace.store_customer_labels(earlier.customers[["customer_id", "rfm_segment"]], "June")
+        assert other != version and workspace.customer_labels_info() == ("June", other)
+        assert len(workspace.customer_labels()) == 4  # only the customers of June 2021
+        workspace.ingest(path)  # a new load: the labels named the last dataset's customers
+        assert workspace.customer_labels_info() is None and workspace.customer_labels().empty
+
+
+def test_with_labels_puts_the_labels_after_the_id_and_keeps_the_chosen_customers():
+    frame = pd.DataFrame({"customer_id": ["a", "b", "c", "a"], "product": ["x", "y", "z", "w"]})
+    labels = pd.DataFrame({"customer_id": ["a", "b"], "rfm_segment": ["Champions", "Lost"],
+                           "lifecycle_stage": ["Retention", "Churned"]})
+    both = with_labels(frame, labels)
+    assert list(both.columns) == ["customer_id", "rfm_segment", "lifecycle_stage", "product"]
+    assert both["rfm_segment"].fillna("(none)").tolist() == ["Champions", "Lost", "(none)", "Champions"]
+    assert with_labels(frame, labels, segments=["Champions"])["product"].tolist() == ["x", "w"]
+    assert with_labels(frame, labels, segments=["Champions"], stages=["Churned"]).empty
+    assert with_labels(frame, labels, stages=[]).shape[0] == 4  # an empty choice keeps everyone
 
 
 # --- Online Retail ----------------------------------------------------------------------------------------------
