@@ -493,15 +493,23 @@ def cached_churn(fingerprint: str, _ws: Workspace, horizon_days: int, cutoff, mo
 
     if model is not None:
         return with_model(cached_churn(fingerprint, _ws, horizon_days, cutoff, None), model)
-    return churn_from_workspace(_ws, horizon_days=horizon_days, cutoff=cutoff)
+    return churn_from_workspace(_ws, horizon_days=horizon_days, cutoff=cutoff,
+                                table=cached_full_customer_table(fingerprint, _ws))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_customer_value(fingerprint: str, _ws: Workspace):
-    """(12-month CLV per customer id or None, how it was made in words)."""
-    from clm_core.churn import customer_value
+    """(12-month CLV per customer id or None, how it was made in words): :func:`clm_core.churn.customer_value`,
+    from the CLV fit the other pages share."""
+    from clm_core.errors import ClmError
 
-    return customer_value(_ws)
+    if not _ws.dataset.has_money:
+        return None, "no amount column, so no customer value"
+    try:
+        scores = cached_clv_predictions(fingerprint, _ws)
+    except ClmError as error:
+        return None, f"CLV could not be computed ({error})"
+    return scores.set_index("customer_id")["clv"], "12-month CLV (BG/NBD and Gamma-Gamma)"
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -752,7 +760,7 @@ class LabelChoice(NamedTuple):
 def _cached_customer_labels(fingerprint: str, _ws: Workspace, version: str | None) -> tuple[pd.DataFrame, str, str]:
     from clm_core.segments import customer_labels
 
-    return customer_labels(_ws)
+    return customer_labels(_ws, None if version else cached_full_customer_table(fingerprint, _ws))
 
 
 def customer_labels(fingerprint: str, ws: Workspace) -> tuple[pd.DataFrame, str, str]:

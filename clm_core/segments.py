@@ -1165,16 +1165,16 @@ def store_labels(workspace: Workspace, result: SegmentResult, *, chosen: bool = 
     return workspace.store_customer_labels(result_labels(result), _labels_note(result, chosen=chosen))
 
 
-def customer_labels(workspace: Workspace) -> tuple[pd.DataFrame, str, str]:
+def customer_labels(workspace: Workspace, table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str, str]:
     """(labels, note, version): the labels stored in the workspace; when none are, the standard segmentation at
-    the end of the data, stored when the workspace can be written (the app's), computed each time otherwise
-    (the command line's read-only workspaces)."""
+    the end of the data (``table``: the customer table then, when the caller has it), stored when the workspace
+    can be written (the app's), computed each time otherwise (the command line's read-only workspaces)."""
     stored = workspace.customer_labels_info()
     if stored is not None:
         note, version = stored
         labels = workspace.customer_labels()
         return labels[["customer_id", *[column for column in LABELS if column in labels]]], note, version
-    result = segment_customers(workspace)
+    result = segment_customers(workspace, table=table)
     version = "computed" if workspace.read_only else store_labels(workspace, result, chosen=False)
     return result_labels(result), _labels_note(result, chosen=False), version
 

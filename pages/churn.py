@@ -205,15 +205,20 @@ if mode == "transactions":
         headline[3].metric("Recency only", f"{result.models[churn.BASELINE]['roc_auc']:.2f}",
                            help="The same check for ranking by days since the last purchase alone.")
     table = app_state.with_customer_labels(dataset.fingerprint, ws, churn.at_risk_list(ws, result, value=value))
-    list_tab, quality_tab = st.tabs(["At-risk customers", "How good is the prediction?"])
-    with list_tab:
-        show_list(result, table, value, value_words, dataset.segment_columns)
-    with quality_tab:
-        if result.models:
-            show_quality(result)
-        else:
-            st.info("No model could be trained on this data (see the note above); the list is the descriptive "
-                    "ranking.")
+    # Only the open tab runs (a click on the other reruns the page): the model check's charts cost nothing until
+    # someone looks at them.
+    list_tab, quality_tab = st.tabs(["At-risk customers", "How good is the prediction?"], key="churn_tab",
+                                    on_change="rerun")
+    if list_tab.open:
+        with list_tab:
+            show_list(result, table, value, value_words, dataset.segment_columns)
+    if quality_tab.open:
+        with quality_tab:
+            if result.models:
+                show_quality(result)
+            else:
+                st.info("No model could be trained on this data (see the note above); the list is the descriptive "
+                        "ranking.")
 else:
     upload = st.file_uploader("Customer table (CSV or Excel)", type=["csv", "txt", "gz", "xlsx"],
                               key="churn_table_upload",

@@ -196,7 +196,7 @@ def test_cli_churn_json_and_at_risk_list(tmp_path, online_retail_path):
     assert result.returncode == 0, result.stderr
     listed = pd.read_csv(out, encoding="utf-8-sig", dtype={"customer_id": str})
     assert len(listed) == 250 and listed["risk"].is_monotonic_decreasing
-    assert list(listed.columns[:2]) == ["customer_id", "Country"]
+    assert list(listed.columns[:4]) == ["customer_id", "rfm_segment", "lifecycle_stage", "Country"]
     assert {"risk_band", "drivers", "last_purchase", "orders", "revenue", "clv", "value_at_risk"} <= set(listed)
 
     bad = _cli("at-risk", "--db", str(db), "--horizon-days", "400", "--out", str(tmp_path / "x.csv"))

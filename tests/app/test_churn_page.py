@@ -29,6 +29,9 @@ def test_defaults_show_the_list_and_the_model_check(tmp_path):
     assert int(metrics["Customers on the list"].replace(",", "")) > 0
     assert [button.label for button in at.get("download_button")][:2] == [
         "Download the at-risk list (CSV)", "Download the at-risk list (Excel)"]
+    assert not any("Model" in frame.value for frame in at.dataframe)  # the closed tab does not run
+    at.session_state["churn_tab"] = "How good is the prediction?"
+    at.run()
     model_rows = next(frame.value for frame in at.dataframe if "Model" in frame.value)
     assert list(model_rows["Model"]) == ["Logistic regression", "Random forest", "Gradient boosting",
                                          "Recency only (baseline)"]
