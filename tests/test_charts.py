@@ -30,8 +30,10 @@ def test_clv_distribution_groups_the_top_percent():
     clv = pd.Series(np.r_[np.arange(99, dtype=float), 1e6])
     figure = charts.clv_distribution_figure(clv, horizon_months=12)
     _titled(figure)
-    assert max(figure.data[0].x) < 1e6  # the outlier sits in the last bar, not at a million
-    assert len(figure.data[0].x) == 100
+    bars = figure.data[0]
+    assert max(bars.customdata[:, 1]) < 1e6  # the outlier sits in the last bar, not at a million
+    assert sum(bars.y) == 100 and len(bars.y) == 50  # every customer in one of 50 bars binned on the server
+    assert bars.y[0] == 99 and bars.y[-1] == 1  # the cap (99th percentile) is far above 98: one bar each
 
 
 def test_calculator_figures():
