@@ -59,10 +59,21 @@ def _import_model_modules() -> None:
 
 @st.cache_resource(show_spinner=False)
 def warm_up_imports() -> threading.Thread:
-    """Start importing the model modules in the background (once per process); the thread, for tests to join."""
+    """Start importing the model modules in the background (once per process); the thread.
+
+    Two threads importing the same package at once can see it half-initialised (scikit-learn's circular imports
+    then fail with "cannot import name"), so nothing else may import these modules while the thread runs: the
+    Data page's one (the charts) is imported here first, and every other page waits (:func:`wait_for_imports`)."""
+    import clm_core.charts  # noqa: F401  (the Data page's, before the thread starts)
+
     thread = threading.Thread(target=_import_model_modules, name="clm-import-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+def wait_for_imports() -> None:
+    """Block until the background imports are done (a page that imports the model modules runs after them)."""
+    warm_up_imports().join()
 
 
 # --- text from users ------------------------------------------------------------------------------------------

@@ -6,9 +6,12 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from clm_core import charts, churn
-from clm_core.errors import ClmError
-from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes
+
+app_state.wait_for_imports()  # the model modules, never imported by two threads at once
+
+from clm_core import charts, churn  # noqa: E402
+from clm_core.errors import ClmError  # noqa: E402
+from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes  # noqa: E402
 
 st.title("Churn risk")
 st.write("Who is likely to stop buying, how much value is at stake, and the list to send to your campaign tool. "

@@ -6,7 +6,10 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from clm_core.charts import (
+
+app_state.wait_for_imports()  # the model modules, never imported by two threads at once
+
+from clm_core.charts import (  # noqa: E402
     calculator_years_figure,
     clv_distribution_figure,
     clv_interval_figure,
@@ -16,11 +19,11 @@ from clm_core.charts import (
     tracking_figure,
     value_concentration_figure,
 )
-from clm_core.clv import MODELS, PURCHASE_MODELS, default_calibration_end, value_concentration
-from clm_core.clv_calculator import FORMULA, CalculatorInputs, calculate, sensitivity, sensitivity_axes
-from clm_core.errors import ClmError, ConvergenceError
-from clm_core.export import XLSX_MIME
-from clm_core.segments import LABELS
+from clm_core.clv import MODELS, PURCHASE_MODELS, default_calibration_end, value_concentration  # noqa: E402
+from clm_core.clv_calculator import FORMULA, CalculatorInputs, calculate, sensitivity, sensitivity_axes  # noqa: E402
+from clm_core.errors import ClmError, ConvergenceError  # noqa: E402
+from clm_core.export import XLSX_MIME  # noqa: E402
+from clm_core.segments import LABELS  # noqa: E402
 
 st.title("Customer lifetime value")
 st.write("What is a customer worth? Use the **calculator** with your own assumptions, or let the models "

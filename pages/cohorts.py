@@ -6,11 +6,14 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from clm_core.charts import cohort_heatmap_figure, cumulative_revenue_figure, retention_curves_figure
-from clm_core.cohorts import DEFINITIONS, FEW_COHORTS, PERIODS, WEEK_START
-from clm_core.errors import ClmError
-from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes
-from clm_core.segments import LABELS
+
+app_state.wait_for_imports()  # the model modules, never imported by two threads at once
+
+from clm_core.charts import cohort_heatmap_figure, cumulative_revenue_figure, retention_curves_figure  # noqa: E402
+from clm_core.cohorts import DEFINITIONS, FEW_COHORTS, PERIODS, WEEK_START  # noqa: E402
+from clm_core.errors import ClmError  # noqa: E402
+from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes  # noqa: E402
+from clm_core.segments import LABELS  # noqa: E402
 
 _LABEL = "label:"  # a split by a stored customer label, not a column of the file
 

@@ -4,11 +4,14 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from clm_core import charts
-from clm_core.customer_view import FIGURES, close_matches, customer_profile, find_customers
-from clm_core.errors import ClmError
-from clm_core.export import to_csv_bytes
-from clm_core.recommend import METHOD_LABELS
+
+app_state.wait_for_imports()  # the model modules, never imported by two threads at once
+
+from clm_core import charts  # noqa: E402
+from clm_core.customer_view import FIGURES, close_matches, customer_profile, find_customers  # noqa: E402
+from clm_core.errors import ClmError  # noqa: E402
+from clm_core.export import to_csv_bytes  # noqa: E402
+from clm_core.recommend import METHOD_LABELS  # noqa: E402
 
 # Up to this many customers, the picker lists every id (it filters as you type); beyond, a search box finds them.
 _PICKER_LIMIT = 50_000

@@ -4,11 +4,14 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from clm_core import actions, charts
-from clm_core.errors import ClmError
-from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes
-from clm_core.recommend import METHOD_LABELS
-from clm_core.segments import LABELS
+
+app_state.wait_for_imports()  # the model modules, never imported by two threads at once
+
+from clm_core import actions, charts  # noqa: E402
+from clm_core.errors import ClmError  # noqa: E402
+from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes  # noqa: E402
+from clm_core.recommend import METHOD_LABELS  # noqa: E402
+from clm_core.segments import LABELS  # noqa: E402
 
 REPEATS = {None: "Decide from my data", True: "Include them (up to half the list)",
            False: "Only products they have not bought"}

@@ -148,3 +148,41 @@ def test_shutdown_interrupts_a_running_computation_and_closes_every_workspace(tm
     assert time.monotonic() - started < 10
     assert outcome["result"] == "InterruptException"
     assert list(tmp_path.iterdir()) == []
+
+
+# --- background imports -----------------------------------------------------------------------------------------
+def test_model_pages_run_only_after_the_background_imports(tmp_path, monkeypatch):
+    """Two threads importing scikit-learn at once can fail ("cannot import name 'clone' from partially
+    initialized module"): a page other than Data must not start before the warm-up thread has finished."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.helpers import ROOT
+
+    finished = threading.Event()
+
+    def slow_imports() -> None:
+        time.sleep(1.5)
+        finished.set()
+
+    seen: list[bool] = []
+    real_require = app_state.require_dataset
+
+    def require_dataset():
+        seen.append(finished.is_set())
+        return real_require()
+
+    monkeypatch.setattr(app_state, "_import_model_modules", slow_imports)
+    monkeypatch.setattr(app_state, "require_dataset", require_dataset)
+    app_state.warm_up_imports.clear()
+    try:
+        space = app_state.SessionSpace(tmp_path)
+        space.workspace.ingest(ROOT / "data" / "demo_transactions.csv.gz")
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.session_state["session_space"] = space
+        at.session_state["demo_checked"] = True
+        at.run()  # the Data page does not wait
+        at.switch_page("pages/customer.py").run()
+        assert not at.exception, at.exception
+        assert seen and seen[-1] is True
+    finally:
+        app_state.warm_up_imports.clear()
