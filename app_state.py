@@ -768,20 +768,34 @@ class LabelChoice(NamedTuple):
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _cached_customer_labels(fingerprint: str, _ws: Workspace, version: str | None) -> tuple[pd.DataFrame, str, str]:
-    from clm_core.segments import customer_labels
+def _cached_standard_labels(fingerprint: str, _ws: Workspace) -> tuple[pd.DataFrame, str]:
+    from clm_core.segments import standard_labels
 
-    return customer_labels(_ws, None if version else cached_full_customer_table(fingerprint, _ws))
+    return standard_labels(_ws, cached_full_customer_table(fingerprint, _ws))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _cached_stored_labels(fingerprint: str, _ws: Workspace, version: str) -> pd.DataFrame:
+    from clm_core.segments import stored_labels
+
+    return stored_labels(_ws)
 
 
 def customer_labels(fingerprint: str, ws: Workspace) -> tuple[pd.DataFrame, str, str]:
-    """(labels, note, version): the segments and stages stored in the workspace (the Segments page's choice);
-    the standard ones, computed and stored once, until the user chooses."""
+    """(labels, note, version): the segments and stages stored in this session's workspace (the Segments page's
+    choice); until the user chooses, the standard ones, computed once per dataset and stored in the workspace (so
+    its queries see them too)."""
+    from clm_core.errors import ClmError
+
     info = ws.customer_labels_info()
-    if info is not None:  # stored: a read, no spinner (and callable from cached functions)
-        return _cached_customer_labels(fingerprint, ws, info[1])
-    with st.spinner("Sorting customers into RFM segments and lifecycle stages..."):
-        return _cached_customer_labels(fingerprint, ws, None)
+    try:
+        if info is None:
+            with st.spinner("Sorting customers into RFM segments and lifecycle stages..."):
+                labels, note = _cached_standard_labels(fingerprint, ws)
+            return labels, note, ws.store_customer_labels(labels, note)
+        return _cached_stored_labels(fingerprint, ws, info[1]), info[0], info[1]
+    except ClmError as error:  # the pages go on without segments, saying why
+        return pd.DataFrame({"customer_id": pd.Series(dtype=str)}), f"no segments on this data ({error})", "none"
 
 
 def _label_options(values: pd.Series, order: tuple[str, ...]) -> list[str]:
@@ -795,6 +809,9 @@ def label_filters(prefix: str, fingerprint: str, ws: Workspace, container=None) 
 
     container = container or st
     labels, note, version = customer_labels(fingerprint, ws)
+    if "rfm_segment" not in labels:
+        container.caption(f"Segments and stages: {plain(note)}.")
+        return LabelChoice((), (), version)
     columns = container.columns(2)
     segments = columns[0].multiselect(
         "RFM segments", _label_options(labels["rfm_segment"], tuple(SEGMENTS)), key=f"{prefix}_rfm_segments",

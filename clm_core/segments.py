@@ -82,6 +82,8 @@ __all__ = [
     "LABELS",
     "result_labels",
     "store_labels",
+    "standard_labels",
+    "stored_labels",
     "customer_labels",
     "with_labels",
     "SEGMENTS",
@@ -1165,18 +1167,30 @@ def store_labels(workspace: Workspace, result: SegmentResult, *, chosen: bool = 
     return workspace.store_customer_labels(result_labels(result), _labels_note(result, chosen=chosen))
 
 
+def standard_labels(workspace: Workspace, table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
+    """(labels, note): the standard segmentation at the end of the data (``table``: the customer table then,
+    when the caller has it)."""
+    result = segment_customers(workspace, table=table)
+    return result_labels(result), _labels_note(result, chosen=False)
+
+
+def stored_labels(workspace: Workspace) -> pd.DataFrame:
+    """The labels stored in the workspace: ``customer_id`` and the :data:`LABELS` columns it has."""
+    labels = workspace.customer_labels()
+    return labels[["customer_id", *[column for column in LABELS if column in labels]]]
+
+
 def customer_labels(workspace: Workspace, table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str, str]:
-    """(labels, note, version): the labels stored in the workspace; when none are, the standard segmentation at
-    the end of the data (``table``: the customer table then, when the caller has it), stored when the workspace
-    can be written (the app's), computed each time otherwise (the command line's read-only workspaces)."""
+    """(labels, note, version): the labels stored in the workspace; when none are, the standard ones
+    (:func:`standard_labels`), stored when the workspace can be written (the app's), computed each time
+    otherwise (the command line's read-only workspaces)."""
     stored = workspace.customer_labels_info()
     if stored is not None:
         note, version = stored
-        labels = workspace.customer_labels()
-        return labels[["customer_id", *[column for column in LABELS if column in labels]]], note, version
-    result = segment_customers(workspace, table=table)
-    version = "computed" if workspace.read_only else store_labels(workspace, result, chosen=False)
-    return result_labels(result), _labels_note(result, chosen=False), version
+        return stored_labels(workspace), note, version
+    labels, note = standard_labels(workspace, table)
+    version = "computed" if workspace.read_only else workspace.store_customer_labels(labels, note)
+    return labels, note, version
 
 
 def with_labels(frame: pd.DataFrame, labels: pd.DataFrame, *, segments: list[str] | None = None,

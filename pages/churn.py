@@ -55,7 +55,7 @@ def show_quality(result: churn.ChurnResult) -> None:
 
 @st.fragment
 def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series | None, value_words: str,
-              segments: dict[str, str]) -> None:
+              segments: dict[str, str], labelled: bool = False) -> None:
     """Filters, threshold, campaign calculator, and the downloads of the chosen list: a fragment, so moving one
     of its controls reruns only this part of the page."""
     predictive = result.predictive
@@ -79,7 +79,7 @@ def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series |
                                        format="DD MMM YYYY", key="churn_last_purchase",
                                        help="Keep customers whose last purchase falls in this range.")
             keep &= dates.dt.date.between(*picked)
-    if "rfm_segment" in table:  # transactions: the segments and stages of the Segments page
+    if labelled:  # transactions: the segments and stages of the Segments page
         choice = app_state.label_filters("churn", dataset.fingerprint, ws)
         if choice.segments:
             keep &= table["rfm_segment"].isin(choice.segments)
@@ -214,7 +214,7 @@ if mode == "transactions":
                                     on_change="rerun")
     if list_tab.open:
         with list_tab:
-            show_list(result, table, value, value_words, dataset.segment_columns)
+            show_list(result, table, value, value_words, dataset.segment_columns, labelled=True)
     if quality_tab.open:
         with quality_tab:
             if result.models:

@@ -68,6 +68,7 @@ def test_stored_segments_filter_and_label_every_page(tmp_path):
     at.switch_page("pages/cohorts.py").run()
     at.selectbox(key="cohorts_segment").set_value("label:rfm_segment").run()
     assert not at.exception, at.exception
+    app_state._cached_standard_labels.clear()
     assert any(f"as of {AS_OF:%d %b %Y}" in c.value for c in at.caption)
     options = at.multiselect(key="cohorts_groups_label:rfm_segment").options
     assert set(options) == set(expected["rfm_segment"]) | {"No label"}  # customers who first bought after AS_OF
@@ -78,3 +79,35 @@ def test_stored_segments_filter_and_label_every_page(tmp_path):
     assert not at.exception, at.exception
     shown = _frame_with(at, "RFM segment")
     assert set(shown["RFM segment"]) == {"Champions"} and set(shown["Customer"]) <= champions
+
+
+def test_pages_go_on_without_segments_when_they_cannot_be_made(tmp_path, monkeypatch):
+    from clm_core.errors import DataRangeError
+
+    def refuse(*args, **kwargs):
+        raise DataRangeError("Too few customers to score.")
+
+    monkeypatch.setattr(segments, "segment_customers", refuse)
+    app_state._cached_standard_labels.clear()  # the demo's, from another test of this process
+    at, _ = _app(tmp_path)
+    at.switch_page("pages/churn.py").run()
+    assert not at.exception, at.exception
+    assert any("no segments on this data" in c.value and "Too few customers" in c.value for c in at.caption)
+    assert int(page_metrics(at)["Customers on the list"].replace(",", "")) > 0
+    at.switch_page("pages/cohorts.py").run()
+    at.selectbox(key="cohorts_segment").set_value("label:rfm_segment").run()
+    assert not at.exception, at.exception
+    app_state._cached_standard_labels.clear()
+
+
+def test_a_second_session_with_the_same_file_stores_its_own_labels(tmp_path):
+    """The standard labels are computed once per dataset, but every session's workspace gets them stored: its
+    cohort split reads them there."""
+    for session in ("first", "second"):
+        (tmp_path / session).mkdir()
+        at, space = _app(tmp_path / session)
+        at.switch_page("pages/cohorts.py").run()
+        at.selectbox(key="cohorts_segment").set_value("label:rfm_segment").run()
+        assert not at.exception, at.exception
+        assert space.workspace.customer_labels_info() is not None
+        assert "No label" not in at.multiselect(key="cohorts_groups_label:rfm_segment").options
