@@ -338,7 +338,8 @@ def test_cli_evaluate_prints_the_chosen_method(generated_db, tmp_path):
     assert written.returncode == 0, written.stderr
     frame = pd.read_csv(out, encoding="utf-8-sig", dtype={"customer_id": str})
     assert json.loads(written.stdout)["rows"] == len(frame)
-    assert list(frame.columns) == ["customer_id", "rank", "product_id", "product_name", "score", "reason", "method"]
+    assert list(frame.columns) == ["customer_id", "rfm_segment", "lifecycle_stage", "rank", "product_id", "product_name",
+                                   "score", "reason", "method"]
 
 
 def test_cli_unknown_customer_exits_2_with_a_suggestion(generated_db):
