@@ -7,6 +7,7 @@ import html
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly import colors as px_colors
 
 __all__ = [
     "revenue_by_month_figure",
@@ -36,6 +37,7 @@ __all__ = [
     "stage_flow_figure",
 ]
 
+_LEGEND_LINES = 12  # more lines than this: no legend (hover names them)
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), hovermode="x unified")
 
 
@@ -193,8 +195,9 @@ def retention_curves_figure(table, metric: str = "retention", *, include_left_ce
                            marker=dict(size=8, color="rgba(214,39,40,0.35)"), hovertemplate=hover)
     label = "Customer retention" if metric == "retention" else "Revenue retention"
     left_out = "" if include_left_censored or not table.long["left_censored"].any() else ", first cohort left out"
-    figure.update_layout(title=f"{label} curves (average weighted by cohort size{left_out})",
+    figure.update_layout(title=f"{label} curves<br><sup>the average is weighted by cohort size{left_out}</sup>",
                          xaxis_title=f"{unit.title()}s since first purchase", yaxis_title=f"{label} (%)",
+                         legend=dict(orientation="h", yanchor="top", y=-0.2),
                          **{**_LAYOUT, "hovermode": "closest"})
     figure.update_yaxes(tickformat=".0%", rangemode="tozero")
     return figure
@@ -213,9 +216,12 @@ def cumulative_revenue_figure(table, *, currency: str = "") -> go.Figure:
         figure.add_scatter(x=rows["offset"], y=rows["cumulative_revenue_per_customer"], mode="lines", name=name,
                            line=dict(dash="dash" if left else "solid"),
                            hovertemplate=f"{name}: %{{y:,.2f}}<extra></extra>")
-    axis = "Cumulative revenue per customer" + (f" ({currency})" if currency else "")
-    figure.update_layout(title="Cumulative net revenue per acquired customer",
+    axis = "Cumulative revenue per customer" + (f" ({currency})" if currency else " (your currency)")
+    many = len(figure.data) > _LEGEND_LINES  # a legend of dozens of cohorts would squeeze the plot away
+    figure.update_layout(title="Cumulative net revenue per acquired customer" + (
+                             "<br><sup>one line per cohort: hover a line for its name</sup>" if many else ""),
                          xaxis_title=f"{unit.title()}s since first purchase", yaxis_title=axis,
+                         showlegend=not many, legend=dict(orientation="h", yanchor="top", y=-0.2),
                          **{**_LAYOUT, "hovermode": "closest"})
     return figure
 
@@ -403,7 +409,9 @@ def _against_diagonal(x, y, *, name: str, hover: str, diagonal: str, title: str,
                        hovertemplate=hover + "<extra></extra>")
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name=diagonal, line=dict(dash="dot", color="grey"),
                        hoverinfo="skip")
-    figure.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, **{**_LAYOUT, "hovermode": "closest"})
+    figure.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis,
+                         legend=dict(orientation="h", yanchor="top", y=-0.25),
+                         **{**_LAYOUT, "hovermode": "closest"})
     figure.update_xaxes(tickformat=".0%", range=[0, 1])
     figure.update_yaxes(tickformat=".0%", range=[0, 1])
     return figure
@@ -413,9 +421,9 @@ def roc_figure(curve: pd.DataFrame, auc: float) -> go.Figure:
     return _against_diagonal(curve["false_positive_rate"], curve["true_positive_rate"],
                              name=f"Best model (ROC AUC {auc:.2f})", diagonal="Chance",
                              hover="%{x:.0%} of stayers flagged, %{y:.0%} of leavers caught",
-                             title="Leavers caught vs stayers flagged (check period)",
-                             xaxis="Customers who stayed but were flagged (%)",
-                             yaxis="Customers who left and were flagged (%)")
+                             title="Leavers caught vs<br>stayers flagged (check period)",
+                             xaxis="Stayers flagged (%)",
+                             yaxis="Leavers flagged (%)")
 
 
 def calibration_figure(curve: pd.DataFrame) -> go.Figure:
@@ -494,12 +502,13 @@ def action_summary_figure(summary: pd.DataFrame) -> go.Figure:
     unit = "orders" if (summary["value_unit"] == "orders").all() else ""
     figure = go.Figure(go.Bar(
         x=summary["customers"], y=summary["action"].astype(str), orientation="h", marker_color="#1f77b4",
-        text=[f"{value:,.0f} {unit}".strip() for value in summary["expected_net_value"]], textposition="outside",
+        text=[f"{customers:,} customers · net {value:,.0f} {unit}".strip()
+              for customers, value in zip(summary["customers"], summary["expected_net_value"])], textposition="auto",
         customdata=np.column_stack([summary["expected_net_value"], summary["share"] * 100]),
         hovertemplate="%{y}: %{x:,} customers (%{customdata[1]:.0f} %), expected net value %{customdata[0]:,.0f}"
                       + (f" {unit}" if unit else "") + "<extra></extra>"))
     figure.update_layout(**{**_LAYOUT, "hovermode": "closest"}, height=320,
-                         title="Customers per action (label: expected net value of the action)")
+                         title="Customers per action, with the expected net value of each action")
     figure.update_xaxes(title="customers")
     figure.update_yaxes(autorange="reversed")
     return figure
@@ -532,8 +541,15 @@ def segment_treemap_figure(profiles: pd.DataFrame, *, by_revenue: bool = False) 
     shown = profiles[profiles["customers"] > 0]
     size = shown["revenue"].clip(lower=0) if by_revenue else shown["customers"]
     revenue_share = shown["share_of_revenue"].fillna(0) * 100
+    from clm_core.segments import RETURNS_ONLY, SEGMENTS
+
+    palette = px_colors.qualitative.Set3 + px_colors.qualitative.Pastel
+    fixed = {name: palette[position] for position, name in enumerate((*SEGMENTS, RETURNS_ONLY))}
+    colours = [fixed.get(str(name), palette[(len(fixed) + position) % len(palette)])
+               for position, name in enumerate(shown.iloc[:, 0])]
     figure = go.Figure(go.Treemap(
         labels=[_plain(name) for name in shown.iloc[:, 0]], parents=[""] * len(shown), values=size,
+        marker=dict(colors=colours),
         customdata=np.column_stack([shown["customers"], shown["share_of_customers"] * 100, revenue_share]),
         texttemplate="%{label}<br>%{customdata[0]:,} customers<br>%{customdata[2]:.0f} % of revenue",
         hovertemplate="%{label}: %{customdata[0]:,} customers (%{customdata[1]:.1f} %), "

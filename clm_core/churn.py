@@ -36,8 +36,8 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from threadpoolctl import threadpool_limits
 
 from clm_core.customers import customer_table, data_span, window_activity
+from clm_core.engine import Engine
 from clm_core.errors import DataRangeError, SchemaError
-from clm_core.workspace import Workspace
 
 __all__ = [
     "MODEL_NAMES",
@@ -152,7 +152,7 @@ def repeat_gaps(table: pd.DataFrame) -> pd.Series:
     return table["mean_gap_days"].dropna()
 
 
-def suggest_horizon(workspace: Workspace, table: pd.DataFrame | None = None) -> tuple[int, pd.Series]:
+def suggest_horizon(workspace: Engine, table: pd.DataFrame | None = None) -> tuple[int, pd.Series]:
     """A horizon (days) most repeat customers come back within: the 80th percentile of the usual gap between
     purchase days, rounded up to a multiple of 30, between 30 and a third of the data's span; and the gaps.
     ``table`` is the customer table at the end of the data, when the caller has it already."""
@@ -167,7 +167,7 @@ def suggest_horizon(workspace: Workspace, table: pd.DataFrame | None = None) -> 
     return int(np.clip(np.ceil(gaps.quantile(0.8) / 30) * 30, 30, longest)), gaps
 
 
-def _features_at(workspace: Workspace, cutoff: date, horizon_days: int, with_models: bool, *,
+def _features_at(workspace: Engine, cutoff: date, horizon_days: int, with_models: bool, *,
                  sample_share: float = 1.0, contacts: bool = True, table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Customers who have bought by ``cutoff``, with their features as of it (nothing after it is read); with
     ``sample_share`` below 1, about that share of them (the same customers at every cutoff). ``table`` is the
@@ -180,7 +180,7 @@ def _features_at(workspace: Workspace, cutoff: date, horizon_days: int, with_mod
     return table
 
 
-def _with_purchase_model(workspace: Workspace, table: pd.DataFrame, cutoff: date, horizon_days: int) -> pd.DataFrame:
+def _with_purchase_model(workspace: Engine, table: pd.DataFrame, cutoff: date, horizon_days: int) -> pd.DataFrame:
     """Probability alive and expected purchases in the horizon from a BG/NBD fit on data up to ``cutoff``; the
     columns stay empty when the data do not support a fit."""
     from clm_core import clv
@@ -212,7 +212,7 @@ def _with_purchase_model(workspace: Workspace, table: pd.DataFrame, cutoff: date
     return table
 
 
-def labelled_examples(workspace: Workspace, cutoff: date, horizon_days: int, *,
+def labelled_examples(workspace: Engine, cutoff: date, horizon_days: int, *,
                       with_models: bool = True, sample_share: float = 1.0) -> pd.DataFrame:
     """Customers who have bought by ``cutoff`` (about ``sample_share`` of them), their features as of it and
     ``churned``: 1 when they made no purchase in the ``horizon_days`` after it."""
@@ -639,7 +639,7 @@ def _say(feature: str, customers: pd.DataFrame) -> pd.Series:
 
 # --- transactions mode ------------------------------------------------------------------------------------------
 
-def _transaction_features(workspace: Workspace, table: pd.DataFrame) -> tuple[list[str], list[str]]:
+def _transaction_features(workspace: Engine, table: pd.DataFrame) -> tuple[list[str], list[str]]:
     dataset = workspace.dataset
     numeric = [name for name in FEATURES if name in table and (dataset.has_money or name not in _MONEY_FEATURES)]
     numeric = [name for name in numeric if table[name].notna().any()]
@@ -647,7 +647,7 @@ def _transaction_features(workspace: Workspace, table: pd.DataFrame) -> tuple[li
     return numeric, categorical
 
 
-def churn_from_workspace(workspace: Workspace, *, horizon_days: int | None = None, cutoff: date | None = None,
+def churn_from_workspace(workspace: Engine, *, horizon_days: int | None = None, cutoff: date | None = None,
                          model: str | None = None, seed: int = 0, table: pd.DataFrame | None = None) -> ChurnResult:
     """Train at ``cutoff - horizon``, check at ``cutoff`` (default: the last day of the data less the horizon),
     score every customer as of the last day with ``model`` (default: the best on the check). Too little data for
@@ -867,7 +867,7 @@ AT_RISK_COLUMNS = ["customer_id", "risk", "risk_band", "drivers", "last_purchase
                    "orders", "revenue", "clv", "value_at_risk"]
 
 
-def customer_value(workspace: Workspace, *, horizon_months: int = 12) -> tuple[pd.Series | None, str]:
+def customer_value(workspace: Engine, *, horizon_months: int = 12) -> tuple[pd.Series | None, str]:
     """Each customer's value for the campaign: 12-month CLV (BG/NBD with Gamma-Gamma, 1 % a month discount) when
     the data have amounts and the models fit; else None. Returns the values by customer id and how they were
     made, in words."""
@@ -885,7 +885,7 @@ def customer_value(workspace: Workspace, *, horizon_months: int = 12) -> tuple[p
     return scores.set_index("customer_id")["clv"], f"{horizon_months}-month CLV (BG/NBD and Gamma-Gamma)"
 
 
-def at_risk_list(workspace: Workspace | None, result: ChurnResult, *, top: int | None = None,
+def at_risk_list(workspace: Engine | None, result: ChurnResult, *, top: int | None = None,
                  min_risk: float | None = None, value: pd.Series | None = None) -> pd.DataFrame:
     """The campaign list: customers by descending risk (the first ``top``, or those at ``min_risk`` or above),
     with what a marketer needs to act and the contact and segment columns of the upload."""

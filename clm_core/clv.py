@@ -51,8 +51,8 @@ from clm_core.customers import customer_table, data_span, purchase_history, wind
 from scipy.stats import norm
 
 from clm_core.clv_models import BetaGeoModel, GammaGammaModel, ParetoNBDModel, compress_rows
+from clm_core.engine import Engine
 from clm_core.errors import DataRangeError
-from clm_core.workspace import Workspace
 
 __all__ = [
     "MODELS",
@@ -137,7 +137,7 @@ def default_calibration_end(data_start: date, data_end: date) -> date:
     return data_start + (data_end - data_start) // 2
 
 
-def customer_summary(workspace: Workspace, *, unit: str = "week", calibration_end: date | None = None) -> CustomerSummary:
+def customer_summary(workspace: Engine, *, unit: str = "week", calibration_end: date | None = None) -> CustomerSummary:
     """Frequency, recency, T and monetary value per customer; :class:`DataRangeError` when the data cannot support it."""
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {', '.join(UNITS)}")
@@ -456,7 +456,7 @@ def holdout_by_frequency(summary: CustomerSummary, fitted: FittedCLV, *, top: in
     return table[["frequency", "customers", "actual", "predicted"]]
 
 
-def tracking_curve(workspace: Workspace, summary: CustomerSummary, fitted: FittedCLV) -> pd.DataFrame:
+def tracking_curve(workspace: Engine, summary: CustomerSummary, fitted: FittedCLV) -> pd.DataFrame:
     """Cumulative repeat transactions by week, actual vs the model, over calibration and holdout.
 
     The model's curve sums E[X(t - first purchase)] over the customers who
@@ -577,7 +577,7 @@ def export_table(scores: pd.DataFrame, customers: pd.DataFrame, *, unit: str, wi
     return merged[["customer_id", *plain, *[c for c in table.columns if c != "customer_id"]]]
 
 
-def customer_export(workspace: Workspace, summary: CustomerSummary, scores: pd.DataFrame,
+def customer_export(workspace: Engine, summary: CustomerSummary, scores: pd.DataFrame,
                     customers: pd.DataFrame | None = None) -> pd.DataFrame:
     """:func:`export_table` for the customers of ``summary``, with the contact and segment columns of the file
     after the id; ``customers`` is :func:`export_customers` as of the summary's observation end (read when
@@ -587,7 +587,7 @@ def customer_export(workspace: Workspace, summary: CustomerSummary, scores: pd.D
     return export_table(scores, customers, unit=summary.unit, with_revenue=workspace.dataset.has_money)
 
 
-def export_customers(workspace: Workspace, as_of: date | None = None) -> pd.DataFrame:
+def export_customers(workspace: Engine, as_of: date | None = None) -> pd.DataFrame:
     """:data:`FACT_COLUMNS` of the customer table as of ``as_of`` with the file's contact and segment columns
     after the id: what :func:`export_table` adds to the predictions (the same for every CLV setting)."""
     from clm_core.summary import with_customer_attributes

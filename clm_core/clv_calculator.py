@@ -22,8 +22,8 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from clm_core.engine import Engine
 from clm_core.errors import ClmError
-from clm_core.workspace import Workspace
 
 __all__ = ["CalculatorInputs", "CalculatorResult", "calculate", "clv_value", "yearly_table", "sensitivity",
            "prefill_from_workspace", "ObservedInput", "FORMULA",
@@ -172,7 +172,7 @@ def _window_dates(end: pd.Timestamp, days: int) -> str:
     return f"{end - timedelta(days=days):%d %b %Y} to {end - timedelta(days=1):%d %b %Y}"
 
 
-def _forecast_window_retention(workspace: Workspace, days: int) -> tuple[float, int, str]:
+def _forecast_window_retention(workspace: Engine, days: int) -> tuple[float, int, str]:
     """BG/NBD forecast of annual retention: of the customers who bought in the last ``days`` days of the data,
     the expected share who buy again in the next 365 days; with the number of those customers and a caution
     when the fit sees no drop-out.
@@ -203,7 +203,7 @@ def _forecast_window_retention(workspace: Workspace, days: int) -> tuple[float, 
     return float(buys.mean()), len(recent), caution
 
 
-def prefill_from_workspace(workspace: Workspace) -> list[ObservedInput]:
+def prefill_from_workspace(workspace: Engine) -> list[ObservedInput]:
     """Calculator inputs measured in a dataset: average order value, orders per year and annual retention, each
     with its definition and the number of customers (or orders) behind it.
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from clm_core.engine import Engine
 from clm_core.errors import DataRangeError
-from clm_core.workspace import Workspace
 
 __all__ = ["PERIODS", "DEFINITIONS", "WEEK_START", "FEW_COHORTS", "CohortTable", "cohort_table", "period_offsets",
            "period_label"]
@@ -162,7 +162,7 @@ def _period_count(first: pd.Timestamp, last: pd.Timestamp, unit: str) -> int:
 
 
 def cohort_table(
-    workspace: Workspace,
+    workspace: Engine,
     *,
     period: str = "month",
     definition: str = "classic",

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from clm_core.customers import data_span
+from clm_core.engine import Engine
 from clm_core.errors import ClmError
-from clm_core.workspace import Workspace
 
 __all__ = [
     "FIGURES",
@@ -96,7 +96,7 @@ def close_matches(ids: Iterable[str], text: str, *, limit: int = 3) -> list[str]
     return list(dict.fromkeys([*starting, *similar]))[:limit]
 
 
-def find_customers(workspace: Workspace, text: str, *, limit: int = 20) -> pd.DataFrame:
+def find_customers(workspace: Engine, text: str, *, limit: int = 20) -> pd.DataFrame:
     """Customers whose id, or a contact value (e-mail, phone...), contains ``text`` (any case): ids starting
     with it first, then ids holding it, then contact matches, shorter ids first; at most ``limit``.
 
@@ -123,13 +123,13 @@ def find_customers(workspace: Workspace, text: str, *, limit: int = 20) -> pd.Da
     return found[columns].reset_index(drop=True)
 
 
-def _known_ids(workspace: Workspace, table: pd.DataFrame | None) -> pd.Series:
+def _known_ids(workspace: Engine, table: pd.DataFrame | None) -> pd.Series:
     if table is not None:
         return table["customer_id"]
     return workspace.query("customer_attributes")["customer_id"]
 
 
-def _unknown(workspace: Workspace, customer_id: str, table: pd.DataFrame | None) -> UnknownCustomerError:
+def _unknown(workspace: Engine, customer_id: str, table: pd.DataFrame | None) -> UnknownCustomerError:
     close = close_matches(_known_ids(workspace, table), customer_id)
     hint = (f"; did you mean {', '.join(close[:-1])} or {close[-1]}?" if len(close) > 1 else
             f"; did you mean {close[0]}?" if close else ". Search by the start of the id or by a contact detail.")
@@ -199,7 +199,7 @@ def _top_products(products: pd.DataFrame, money: bool) -> pd.DataFrame:
                              ascending=[False, False, False, True], na_position="last", ignore_index=True)
 
 
-def customer_profile(workspace: Workspace, customer_id: str, *, table: pd.DataFrame | None = None
+def customer_profile(workspace: Engine, customer_id: str, *, table: pd.DataFrame | None = None
                      ) -> CustomerProfile:
     """One customer's key figures, segments, contacts, purchase timeline and products, as of the last day of
     the data (see :class:`CustomerProfile`).

@@ -33,19 +33,19 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from clm_core.engine import Engine
 from clm_core.errors import DataRangeError
-from clm_core.workspace import Workspace
 
 __all__ = ["data_span", "customer_table", "purchase_history", "window_activity"]
 
 
-def data_span(workspace: Workspace) -> tuple[date, date]:
+def data_span(workspace: Engine) -> tuple[date, date]:
     """First and last day of the data."""
     span = workspace.query("date_span").iloc[0]
     return pd.Timestamp(span["first_ts"]).date(), pd.Timestamp(span["last_ts"]).date()
 
 
-def customer_table(workspace: Workspace, as_of: date | None = None, *, attributes: bool = True,
+def customer_table(workspace: Engine, as_of: date | None = None, *, attributes: bool = True,
                    contacts: bool = True, sample_share: float = 1.0) -> pd.DataFrame:
     """The customer table as of ``as_of`` (inclusive; default: the last day of the data), by customer id (a set
     order keeps every sample drawn from it, and so every model, the same from run to run). ``attributes``
@@ -80,7 +80,7 @@ def customer_table(workspace: Workspace, as_of: date | None = None, *, attribute
     return frame
 
 
-def purchase_history(workspace: Workspace, as_of: date) -> pd.DataFrame:
+def purchase_history(workspace: Engine, as_of: date) -> pd.DataFrame:
     """The purchase-history columns of :func:`customer_table` as of ``as_of`` (``customer_id``,
     ``first_purchase``, ``last_purchase``, ``purchase_days``, ``repeat_spend_days``, ``repeat_spend_value``) for
     the customers who bought by then, by customer id: all the CLV models need, without the rest of the table."""
@@ -93,7 +93,7 @@ def purchase_history(workspace: Workspace, as_of: date) -> pd.DataFrame:
     return frame
 
 
-def window_activity(workspace: Workspace, start: date, end: date) -> pd.DataFrame:
+def window_activity(workspace: Engine, start: date, end: date) -> pd.DataFrame:
     """Per customer who bought in the window after ``start`` up to ``end`` (inclusive): ``purchase_days``,
     ``orders`` and purchase ``value`` in it."""
     frame = workspace.query("customer_window_activity", start=start, end=end)

@@ -68,8 +68,8 @@ from sklearn.utils.validation import check_is_fitted
 from clm_core import schema
 from clm_core.customer_view import close_matches
 from clm_core.customers import data_span
+from clm_core.engine import Engine
 from clm_core.errors import DataRangeError, SchemaError
-from clm_core.workspace import Workspace
 
 __all__ = [
     "CF",
@@ -596,12 +596,12 @@ def _unknown_customer(customer: str, customers: pd.Index, as_of: date) -> str:
 
 
 # -- from a workspace -------------------------------------------------------------------------------------------
-def _require_products(workspace: Workspace) -> None:
+def _require_products(workspace: Engine) -> None:
     if not workspace.dataset.has_products:
         raise SchemaError(_NO_PRODUCTS)
 
 
-def _segment_values(workspace: Workspace, segment: str | None) -> tuple[pd.Series | None, str]:
+def _segment_values(workspace: Engine, segment: str | None) -> tuple[pd.Series | None, str]:
     if segment is None:
         return None, ""
     dataset = workspace.dataset
@@ -611,7 +611,7 @@ def _segment_values(workspace: Workspace, segment: str | None) -> tuple[pd.Serie
     return frame.set_index("customer_id")[segment], dataset.segment_columns[segment]
 
 
-def _fit(workspace: Workspace, as_of: date, *, segment: str | None, include_repeats: bool | None, neighbours: int,
+def _fit(workspace: Engine, as_of: date, *, segment: str | None, include_repeats: bool | None, neighbours: int,
          method: str = CF, method_reason: str = "") -> Recommender:
     interactions = workspace.query("customer_product_interactions", start=_EARLIEST, end=as_of)
     names = workspace.query("product_names", end=as_of).set_index("product")["product_name"]
@@ -621,7 +621,7 @@ def _fit(workspace: Workspace, as_of: date, *, segment: str | None, include_repe
                                                         segment_label=label)
 
 
-def build_recommender(workspace: Workspace, *, as_of: date | None = None, segment: str | None = None,
+def build_recommender(workspace: Engine, *, as_of: date | None = None, segment: str | None = None,
                       include_repeats: bool | None = None, neighbours: int = 50, method: str | None = None,
                       evaluation: "Evaluation | None" = None) -> Recommender:
     """A :class:`Recommender` fitted on the workspace's purchases up to ``as_of`` (inclusive; default: the last
@@ -653,7 +653,7 @@ def build_recommender(workspace: Workspace, *, as_of: date | None = None, segmen
                 method=method, method_reason=reason)
 
 
-def bought_together(workspace: Workspace, product: str | None = None, *, min_orders: int = 5,
+def bought_together(workspace: Engine, product: str | None = None, *, min_orders: int = 5,
                     top: int = 10) -> pd.DataFrame:
     """Products frequently bought together, as association rules (baskets = purchase orders), computed in SQL:
     per product (``product``: its id or exact name; None for every product) its ``top`` partners in at least
@@ -765,7 +765,7 @@ def choose_method(difference: float, interval: tuple[float, float], cf_hit_rate:
                         f"(at least one new product bought for {share}; {spread}), so the simpler list is used.")
 
 
-def evaluate(workspace: Workspace, *, months: int = 3, top: int = 10, as_of: date | None = None,
+def evaluate(workspace: Engine, *, months: int = 3, top: int = 10, as_of: date | None = None,
              segment: str | None = None, neighbours: int = 50, max_customers: int = 20_000, seed: int = 0,
              level: float = 0.95) -> Evaluation:
     """Hide every purchase after a cutoff ``months`` calendar months before ``as_of`` (default: the end of the

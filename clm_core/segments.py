@@ -75,8 +75,8 @@ from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
 from clm_core.customers import customer_table, data_span
+from clm_core.engine import Engine
 from clm_core.errors import ClmError, DataRangeError, SchemaError
-from clm_core.workspace import Workspace
 
 __all__ = [
     "LABELS",
@@ -788,7 +788,7 @@ class PurchaseTimeline:
         return (when - self.origin).days
 
 
-def purchase_timeline(workspace: Workspace, end: date | None = None) -> PurchaseTimeline:
+def purchase_timeline(workspace: Engine, end: date | None = None) -> PurchaseTimeline:
     """The :class:`PurchaseTimeline` of the data up to ``end`` (default: the last day of the data)."""
     first, last = data_span(workspace)
     end = _check_date(end or last, first, last)
@@ -970,7 +970,7 @@ def _month_ends(first: date, last: date) -> list[date]:
     return ends if ends and ends[-1] == last else ends + [last]
 
 
-def stage_history(workspace: Workspace, *, settings: StageSettings | None = None,
+def stage_history(workspace: Engine, *, settings: StageSettings | None = None,
                   timeline: PurchaseTimeline | None = None) -> pd.DataFrame:
     """Customers per lifecycle stage at each month end (and the last day of the data, for the last month):
     index ``date``, one column per stage in :data:`STAGES` order (a stacked area chart's input). Each row adds
@@ -991,7 +991,7 @@ def stage_history(workspace: Workspace, *, settings: StageSettings | None = None
     return history
 
 
-def stage_flows(workspace: Workspace, start: date, end: date, *, settings: StageSettings | None = None,
+def stage_flows(workspace: Engine, start: date, end: date, *, settings: StageSettings | None = None,
                 timeline: PurchaseTimeline | None = None) -> pd.DataFrame:
     """How many customers moved from each stage at ``start`` (rows, ``from_stage``, with
     :data:`NOT_YET_A_CUSTOMER` for those whose first row came later) to each stage at ``end`` (columns,
@@ -1101,7 +1101,7 @@ def _with_stage_facts(table: pd.DataFrame, timeline: PurchaseTimeline, as_of: da
     return table.assign(**{column: facts[column][back] for column in ("frequency_trend", "days_since_comeback")})
 
 
-def segment_customers(workspace: Workspace, *, as_of: date | None = None, table: pd.DataFrame | None = None,
+def segment_customers(workspace: Engine, *, as_of: date | None = None, table: pd.DataFrame | None = None,
                       rules: pd.DataFrame | None = None, settings: StageSettings | None = None,
                       clusters: dict | None = None, timeline: PurchaseTimeline | None = None) -> SegmentResult:
     """RFM scores, segments and lifecycle stages of every customer as of ``as_of`` (default: the last day of
@@ -1161,26 +1161,26 @@ def _labels_note(result: SegmentResult, *, chosen: bool) -> str:
     return f"RFM segments and lifecycle stages as of {result.as_of:%d %b %Y}, by {how}"
 
 
-def store_labels(workspace: Workspace, result: SegmentResult, *, chosen: bool = True) -> str:
+def store_labels(workspace: Engine, result: SegmentResult, *, chosen: bool = True) -> str:
     """Store ``result``'s segments and stages in the workspace for every page and export; returns their version.
     ``chosen``: the user's own settings (else the standard ones), said in the note the pages show."""
     return workspace.store_customer_labels(result_labels(result), _labels_note(result, chosen=chosen))
 
 
-def standard_labels(workspace: Workspace, table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
+def standard_labels(workspace: Engine, table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
     """(labels, note): the standard segmentation at the end of the data (``table``: the customer table then,
     when the caller has it)."""
     result = segment_customers(workspace, table=table)
     return result_labels(result), _labels_note(result, chosen=False)
 
 
-def stored_labels(workspace: Workspace) -> pd.DataFrame:
+def stored_labels(workspace: Engine) -> pd.DataFrame:
     """The labels stored in the workspace: ``customer_id`` and the :data:`LABELS` columns it has."""
     labels = workspace.customer_labels()
     return labels[["customer_id", *[column for column in LABELS if column in labels]]]
 
 
-def customer_labels(workspace: Workspace, table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str, str]:
+def customer_labels(workspace: Engine, table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str, str]:
     """(labels, note, version): the labels stored in the workspace; when none are, the standard ones
     (:func:`standard_labels`), stored when the workspace can be written (the app's), computed each time
     otherwise (the command line's read-only workspaces)."""

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from clm_core.workspace import Workspace
+from clm_core.engine import Engine
 
 __all__ = ["DatasetSummary", "dataset_summary", "revenue_by_month", "customer_attributes", "with_customer_attributes"]
 
@@ -38,7 +38,7 @@ class DatasetSummary:
         return values
 
 
-def dataset_summary(workspace: Workspace) -> DatasetSummary:
+def dataset_summary(workspace: Engine) -> DatasetSummary:
     """The summary the Data page and ``ingest --json`` show."""
     totals = workspace.query("dataset_totals").iloc[0]
     has_money = workspace.dataset.has_money
@@ -60,21 +60,21 @@ def dataset_summary(workspace: Workspace) -> DatasetSummary:
     )
 
 
-def revenue_by_month(workspace: Workspace) -> pd.DataFrame:
+def revenue_by_month(workspace: Engine) -> pd.DataFrame:
     """Per calendar month: ``month`` (first day), ``gross_revenue``, ``net_revenue``, ``orders``, ``customers``."""
     frame = workspace.query("revenue_by_month")
     frame["month"] = pd.to_datetime(frame["month"])
     return frame
 
 
-def customer_attributes(workspace: Workspace) -> pd.DataFrame:
+def customer_attributes(workspace: Engine) -> pd.DataFrame:
     """One row per customer: ``customer_id`` and the kept contact and segment columns, named as in the file."""
     dataset = workspace.dataset
     labels = {**dataset.contact_columns, **dataset.segment_columns}
     return workspace.query("customer_attributes", attributes=list(labels)).rename(columns=labels)
 
 
-def with_customer_attributes(workspace: Workspace, customers: pd.DataFrame) -> pd.DataFrame:
+def with_customer_attributes(workspace: Engine, customers: pd.DataFrame) -> pd.DataFrame:
     """``customers`` (with a ``customer_id`` column) with contact and segment columns added after the id,
     so exported lists can go straight into a campaign tool."""
     attributes = customer_attributes(workspace)

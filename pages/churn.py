@@ -141,7 +141,8 @@ def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series |
     right.plotly_chart(charts.campaign_figure(curve, chosen_share), key="churn_campaign")
     st.subheader("The at-risk list")
     st.dataframe(selected.head(200), hide_index=True)
-    st.caption(f"First 200 of {len(selected):,} customers, riskiest first. The downloads hold all of them, with "
+    st.caption((f"First 200 of {len(selected):,} customers" if len(selected) > 200 else
+                f"All {len(selected):,} customers") + ", riskiest first. The downloads hold all of them, with "
                "the contact and segment columns of your file and each customer's RFM segment and lifecycle stage.")
     downloads = st.columns(2)
     downloads[0].download_button("Download the at-risk list (CSV)", data=lambda: to_csv_bytes(selected),

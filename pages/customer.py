@@ -77,6 +77,13 @@ def _shown(key: str) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.0f}"
 
 
+labels, labels_note, _ = app_state.customer_labels(dataset.fingerprint, ws)
+mine = labels[labels["customer_id"] == profile.customer_id]
+if len(mine) and "rfm_segment" in mine:
+    st.markdown(f"**RFM segment:** {app_state.plain(mine['rfm_segment'].iloc[0])} · **Lifecycle stage:** "
+                f"{app_state.plain(mine['lifecycle_stage'].iloc[0])}",
+                help=f"{app_state.plain(labels_note)}; see the Segments page.")
+
 cells = st.columns(4)  # four a row: dates and long labels fit whole
 for position, key in enumerate(["orders", "revenue", "average_order_value", "first_purchase", "last_purchase",
                                 "days_since_last_purchase", "usual_gap_days", "purchase_days", "products",

@@ -191,7 +191,7 @@ def test_action_summary_and_customer_timeline_figures():
                             "value_unit": ["money", "money"]})
     figure = charts.action_summary_figure(summary)
     assert list(figure.data[0].x) == [30, 70] and figure.layout.xaxis.title.text == "customers"
-    assert figure.data[0].text[0] == "410"
+    assert figure.data[0].text[0] == f"{figure.data[0].x[0]:,} customers · net 410"  # the bar is customers
     timeline = pd.DataFrame({"day": pd.to_datetime(["2021-01-04", "2021-02-01", "2021-02-10"]),
                              "orders": [1, 2, 0], "bought_value": [30.0, 50.0, 0.0], "return_lines": [0, 1, 1],
                              "returned_value": [0.0, 10.0, 5.0], "purchase_day": [True, True, False],

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clm_core import recommend
+from clm_core.segments import segment_customers
 from clm_core.workspace import Workspace
 from tests.app.helpers import open_page, page_metrics
 
@@ -39,6 +40,9 @@ def test_a_customer_picked_by_id_shows_their_figures_and_recommendations(demo, t
     with Workspace(tmp_path / "demo.duckdb") as workspace:
         workspace.ingest(DEMO)
         expected = recommend.build_recommender(workspace).for_customer(customer)
+        labels = segment_customers(workspace).customers.set_index("customer_id").loc[customer]
+    assert any(f"**RFM segment:** {labels['rfm_segment']}" in text.value and
+               f"**Lifecycle stage:** {labels['lifecycle_stage']}" in text.value for text in at.markdown)
     shown = next(frame.value for frame in at.dataframe if "Why" in frame.value)
     assert shown["Product"].tolist() == expected["product_name"].astype(str).tolist()
     assert "Download this customer's recommendations (CSV)" in [button.label for button in at.get("download_button")]
