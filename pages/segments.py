@@ -76,7 +76,11 @@ with rfm_tab:
         "median_days_since_last_purchase": "Median days since last purchase", "clv": "CLV, next 12 months"})
     st.dataframe(profiles, hide_index=True, column_config={
         "Share of customers": st.column_config.NumberColumn(format="percent"),
-        "Share of revenue": st.column_config.NumberColumn(format="percent")})
+        "Share of revenue": st.column_config.NumberColumn(format="percent"),
+        "Revenue": st.column_config.NumberColumn(format="localized"),
+        "Average order value": st.column_config.NumberColumn(format="%.2f"),
+        "Median days since last purchase": st.column_config.NumberColumn(format="%.0f"),
+        "CLV, next 12 months": st.column_config.NumberColumn(format="localized")})
     with st.expander("How the scores are given"):
         st.dataframe(result.score_rules, hide_index=True)
         st.caption("Each score is the customer's quintile (1 to 5) of days since last purchase (fewer days: higher "
