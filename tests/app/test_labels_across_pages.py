@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 import app_state
 from clm_core import segments
-from tests.app.helpers import ROOT, page_metrics
+from tests.app.helpers import ROOT, open_page, page_metrics
 
 DEMO = ROOT / "data" / "demo_transactions.csv.gz"
 AS_OF = date(2023, 10, 31)  # inside the demo's span (2023-2024), not its last day
@@ -17,11 +17,7 @@ AS_OF = date(2023, 10, 31)  # inside the demo's span (2023-2024), not its last d
 def _app(tmp_path) -> tuple[AppTest, app_state.SessionSpace]:
     space = app_state.SessionSpace(tmp_path)
     space.workspace.ingest(DEMO)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.session_state["session_space"] = space
-    at.session_state["demo_checked"] = True
-    at.run()
-    return at, space
+    return open_page(None, timeout=180, session={"session_space": space, "demo_checked": True}), space
 
 
 def _frame_with(at: AppTest, column: str) -> pd.DataFrame:
