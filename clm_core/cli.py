@@ -113,6 +113,8 @@ def _ingest(args: argparse.Namespace) -> dict:
                                 keep_duplicates=args.duplicates)
         report = workspace.build(staged, mapping, options)
         summary = dataset_summary(workspace)
+        if args.parquet:
+            workspace.write_parquet(args.parquet)
     return {
         "file": str(args.file),
         "db": str(db),
@@ -133,6 +135,7 @@ def _ingest(args: argparse.Namespace) -> dict:
         "repeat_customer_rate": summary.repeat_customer_rate,
         "average_order_value": summary.average_order_value,
         "notes": report.notes,
+        **({"parquet": str(args.parquet)} if args.parquet else {}),
     }
 
 
@@ -168,9 +171,9 @@ def _cohorts(args: argparse.Namespace) -> dict:
     from clm_core.cohorts import cohort_table
     from clm_core.export import write_table
 
-    with Workspace(_existing_db(args.db), read_only=True) as workspace:
-        segment = _segment_column(workspace, args.segment)
-        table = cohort_table(workspace, period=args.period, definition=args.definition, segment=segment,
+    with _engine(args) as engine:
+        segment = _segment_column(engine, args.segment)
+        table = cohort_table(engine, period=args.period, definition=args.definition, segment=segment,
                              min_cohort_size=args.min_cohort_size)
     frame = table.export_long()
     if args.out:
@@ -506,6 +509,50 @@ def _labelled(workspace: Workspace, table: pd.DataFrame, args: argparse.Namespac
     return with_labels(table, labels, segments=args.only_segment, stages=args.only_stage)
 
 
+@contextmanager
+def _engine(args: argparse.Namespace):
+    """The engine a command reads: the DuckDB workspace of ``--db`` (read only), or with ``--engine spark`` a
+    Spark session over the dataset folder of ``--source`` (written by ``ingest --parquet``), stopped afterwards."""
+    if args.engine == "spark":
+        from clm_core.spark_engine import SparkEngine
+
+        if not args.source:
+            raise ClmError("--engine spark needs --source DIR: a dataset folder written by ingest --parquet DIR (a "
+                           "local path or a lake URL Spark can read).")
+        engine = SparkEngine.from_parquet(args.source, master=args.spark_master,
+                                          settings=_parse_settings(args.spark_conf or []))
+        try:
+            yield engine
+        finally:
+            engine.stop()
+        return
+    if not args.db:
+        raise ClmError("Give --db PATH (a workspace written by ingest), or --engine spark --source DIR.")
+    with Workspace(_existing_db(args.db), read_only=True) as workspace:
+        yield workspace
+
+
+def _parse_settings(items: list[str]) -> dict[str, str]:
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ClmError(f"--spark-conf takes KEY=VALUE, for example spark.executor.memory=8g; got {item!r}.")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _engine_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                         help="run on the DuckDB workspace of --db (default) or on Spark over --source")
+    command.add_argument("--source", metavar="DIR",
+                         help="with --engine spark: the dataset folder written by ingest --parquet (path or lake URL)")
+    command.add_argument("--spark-master", default="local[*]", metavar="URL",
+                         help="with --engine spark: local[*] (default), spark://host:7077, yarn or sc://host:15002")
+    command.add_argument("--spark-conf", action="append", metavar="KEY=VALUE",
+                         help="with --engine spark: a Spark setting, e.g. spark.executor.memory=8g (repeatable)")
+
+
 def _existing_db(path: str) -> str:
     if not Path(path).exists():
         raise ClmError(f"No workspace at {path}. Create one first: python -m clm_core ingest FILE --db {path}")
@@ -542,11 +589,15 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--header-row", type=int, metavar="N",
                         help="Excel: the sheet row that holds the column names (default: detected, skipping title "
                              "rows)")
+    ingest.add_argument("--parquet", metavar="DIR",
+                        help="also write the canonical table and its description as Parquet into DIR, for a lake "
+                             "and --engine spark")
     ingest.add_argument("--json", action="store_true", help="print one JSON object")
     ingest.set_defaults(run=_ingest, show=_print_ingest)
 
     cohorts = commands.add_parser("cohorts", help="Cohort retention table of a workspace.")
-    cohorts.add_argument("--db", required=True, help="workspace written by ingest")
+    cohorts.add_argument("--db", help="workspace written by ingest")
+    _engine_options(cohorts)
     cohorts.add_argument("--period", choices=["week", "month", "quarter"], default="month")
     cohorts.add_argument("--metric", choices=["customers", "revenue"], default="customers",
                          help="what 'retention' measures: customers who bought, or revenue vs period 0")

@@ -1,8 +1,9 @@
 """The seam between the analytics and the engine that runs their SQL.
 
 Everything above it (cohorts, the customer table, CLV, churn, segments, recommendations) asks an :class:`Engine`
-for a named query of :mod:`clm_core.queries` with bound parameters, and for the description of the dataset; none of
-it imports DuckDB or Spark. Two engines implement it: :class:`clm_core.workspace.Workspace` (DuckDB, embedded: the
+for a named query of :mod:`clm_core.queries` with bound parameters, for the description of the dataset, and to keep
+the customer labels (RFM segment, lifecycle stage) the labelled queries split by; none of it imports DuckDB or
+Spark. Two engines implement it: :class:`clm_core.workspace.Workspace` (DuckDB, embedded: the
 app's and the default) and :class:`clm_core.spark_engine.SparkEngine` (a Spark session, for data past one machine).
 """
 
@@ -37,4 +38,22 @@ class Engine(Protocol):
         """The result of the named query ``name`` with ``params`` bound and its identifier slots filled:
         ``segment`` (a segment column of the dataset) and ``attributes`` (segment or contact columns), checked
         against the dataset first (:class:`clm_core.errors.SchemaError` when one is not there)."""
+        ...
+
+    @property
+    def read_only(self) -> bool:
+        """Whether customer labels cannot be stored (a workspace opened read-only)."""
+        ...
+
+    def store_customer_labels(self, labels: pd.DataFrame, note: str) -> str:
+        """Replace the stored customer labels with ``labels`` (``customer_id`` and one column per kind) described
+        by ``note``; returns their version (:func:`clm_core.workspace.labels_long_form`)."""
+        ...
+
+    def customer_labels_info(self) -> tuple[str, str] | None:
+        """(note, version) of the stored customer labels; None when none are stored."""
+        ...
+
+    def customer_labels(self) -> pd.DataFrame:
+        """The stored labels, one row per customer with a label: ``customer_id`` and a column per kind."""
         ...

@@ -15,6 +15,7 @@ __all__ = [
     "ConvergenceError",
     "NoDatasetError",
     "ResourceLimitError",
+    "EngineUnavailableError",
 ]
 
 
@@ -48,3 +49,7 @@ class NoDatasetError(ClmError):
 
 class ResourceLimitError(ClmError):
     """The data or the computation needs more memory or disk than this server may give it."""
+
+
+class EngineUnavailableError(ClmError):
+    """The chosen compute engine cannot run here (Spark without pyspark or Java, a cluster that cannot be reached)."""

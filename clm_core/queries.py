@@ -2,8 +2,10 @@
 
 Every query is written in SQL that DuckDB and Spark SQL both accept
 (``date_trunc``, ``date_add``, ``year``/``month``, ``COUNT(DISTINCT ..)``, ``CASE``, ``min_by``, window
-functions, ``$name`` parameters that a Spark runner rewrites to ``:name``), plus one named function the
-two spell differently, ``days_between(a, b)``, which :func:`query_text` writes in DuckDB's spelling.
+functions, ``$name`` parameters), plus a few named functions the two spell differently (``days_between``,
+``epoch_seconds``, ``customer_bucket``, ``first_row_key``), which :func:`query_text` writes in the spelling of
+the engine asked for (``dialect="duckdb"`` or ``"spark"``, where parameters become ``:name``).
+``tests/test_queries_portability.py`` parses every query's Spark text and fails on what Spark lacks.
 Code above this layer asks for a query by name and gets a pandas frame back;
 it never writes SQL. Results are small (customer- or period-level), never
 row-level, except ``preview``.
@@ -507,42 +509,81 @@ QUERIES: dict[str, str] = {
 }
 
 
-def query_text(name: str, **identifiers: str) -> str:
-    """The SQL of a named query with its identifier slots filled.
+def query_text(name: str, *, dialect: str = "duckdb", **identifiers: str) -> str:
+    """The SQL of a named query with its identifier slots filled, in ``dialect`` (``"duckdb"`` or ``"spark"``).
 
     Identifiers (``segment``, ``attributes``: a list) are column names the caller has checked against
     the dataset's own columns; user text only ever goes in as bound parameters.
     A slot left empty becomes a constant, so the query groups everything together.
+
+    The Spark text binds its parameters as ``:name`` (``SparkSession.sql(text, args=...)``), quotes names with
+    backticks and spells the helper functions below the Spark way. ``customer_bucket`` hashes differently in the
+    two engines, so a sampled query (``$sample_per_mille`` below 1000) keeps other customers on Spark than on
+    DuckDB; at 1000 both keep everyone and agree.
     """
+    if dialect not in _DIALECTS:
+        raise ValueError(f"dialect must be one of {', '.join(_DIALECTS)}, not {dialect!r}")
     try:
         text = QUERIES[name]
     except KeyError:
         raise KeyError(f"No query named {name!r}; known: {', '.join(sorted(QUERIES))}") from None
+    quote = quote_identifier if dialect == "duckdb" else _quote_spark_identifier
     text = _PURCHASE_DAYS_SLOT.sub(lambda found: _PURCHASE_DAYS.replace("{until}", found[1]).replace(
         "{sampled}", "AND customer_bucket(customer_id) < $sample_per_mille" if found[2] else ""), text)
     if "{segment}" in text:
         segment = identifiers.get("segment")
-        text = text.replace("{segment}", f"t.{quote_identifier(segment)}" if segment else "'All customers'")
-    columns = [quote_identifier(column) for column in identifiers.get("attributes") or ()]
+        text = text.replace("{segment}", f"t.{quote(segment)}" if segment else "'All customers'")
+    columns = [quote(column) for column in identifiers.get("attributes") or ()]
     text = text.replace("{first_attributes}", "".join(
         f", min_by(t.{column}, first_row_key(t)) AS {column}" for column in columns))
     text = text.replace("{selected_attributes}", "".join(f", a.{column}" for column in columns))
     text = text.replace("first_row_key(t)", _FIRST_ROW_KEY)
-    text = _EPOCH_SECONDS.sub(r"CAST(epoch(\1) AS BIGINT)", text)
-    text = _CUSTOMER_BUCKET.sub(r"(hash(\1) % 1000)", text)
-    return _DAYS_BETWEEN.sub(r"date_diff('day', \1, \2)", text)
+    spelling = _DIALECTS[dialect]
+    text = _EPOCH_SECONDS.sub(spelling["epoch_seconds"], text)
+    text = _CUSTOMER_BUCKET.sub(spelling["customer_bucket"], text)
+    text = _DAYS_BETWEEN.sub(spelling["days_between"], text)
+    return _PARAMETER.sub(spelling["parameter"], text)
 
 
 _PURCHASE_DAYS_SLOT = re.compile(r"\{purchase_days up to ([^},]+?)(, sampled)?\}")
-# Two functions the engines spell differently; the queries use one name and each engine writes its own.
-# Days from one DATE to another: DuckDB's date_diff('day', a, b); Spark SQL writes it datediff(b, a). The queries
-# say days_between(a, b) (arguments plain names or parameters).
+# Functions the engines spell differently; the queries use one name and each dialect writes its own (arguments are
+# plain names, parameters or casts without commas).
+# Days from one DATE to another, days_between(a, b): DuckDB's date_diff('day', a, b), Spark's datediff(b, a).
 _DAYS_BETWEEN = re.compile(r"days_between\(\s*([^(),]+?)\s*,\s*([^(),]+?)\s*\)")
-# Seconds since 1970 as a whole number: DuckDB's epoch(x); Spark's unix_timestamp(x).
+# Seconds since 1970 as a whole number, epoch_seconds(x): DuckDB's CAST(epoch(x) AS BIGINT), which rounds the
+# fraction of a second (half away from zero). Spark's unix_timestamp(x) would cut it off instead, so the Spark
+# spelling rounds the microseconds the same way (round() is half-up, away from zero) to keep the first row of a
+# customer the same in both when timestamps carry fractions of a second; order_ts is a TIMESTAMP_NTZ there, read
+# as UTC (the Spark engine fixes the session time zone).
 _EPOCH_SECONDS = re.compile(r"epoch_seconds\(\s*([^(),]+?)\s*\)")
 # Orders a customer's rows by time, then by their place in the file, in one whole number (cheaper to compare
 # than a pair): seconds times 1e9 plus the row number (below 1e9) fits in 64 bits for dates up to 2262.
 _FIRST_ROW_KEY = "(epoch_seconds(t.order_ts) * 1000000000 + t.source_row)"
-# A customer's fixed bucket, 0 to 999, from a hash of the id (DuckDB's hash; Spark's pmod(hash(x), 1000)): a
-# sample of customers that stays the same from run to run.
+# A customer's fixed bucket, 0 to 999, customer_bucket(x), from a hash of the id: a sample of customers that stays
+# the same from run to run. DuckDB's hash(x) % 1000 and Spark's pmod(hash(x), 1000) hash differently (DuckDB's
+# 64-bit hash, Spark's 32-bit Murmur3), so the engines draw different samples of the same share; no hash both
+# compute alike is as cheap (md5 is, in both, but costs a digest per row).
 _CUSTOMER_BUCKET = re.compile(r"customer_bucket\(\s*([^(),]+?)\s*\)")
+# Bound parameters: $name in the queries (DuckDB's style), :name for Spark's named parameter markers.
+_PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_DIALECTS: dict[str, dict[str, str]] = {
+    "duckdb": {
+        "epoch_seconds": r"CAST(epoch(\1) AS BIGINT)",
+        "customer_bucket": r"(hash(\1) % 1000)",
+        "days_between": r"date_diff('day', \1, \2)",
+        "parameter": r"$\1",
+    },
+    "spark": {
+        "epoch_seconds": r"CAST(round(unix_micros(CAST(\1 AS TIMESTAMP)) / 1000000.0) AS BIGINT)",
+        "customer_bucket": r"pmod(hash(\1), 1000)",
+        "days_between": r"datediff(\2, \1)",
+        "parameter": r":\1",
+    },
+}
+
+
+def _quote_spark_identifier(name: str) -> str:
+    """``name`` as a Spark SQL identifier: in backticks, every backtick inside doubled (Spark reads double quotes
+    as a string). The same refusals as :func:`clm_core.sql.quote_identifier`, which it follows."""
+    quote_identifier(name)  # refuses what it refuses: not text, a NUL character
+    return "`" + name.replace("`", "``") + "`"

@@ -31,7 +31,8 @@ from clm_core.mapping import ColumnMapping, guess_mapping
 from clm_core.queries import query_text
 from clm_core.reader import LINE_COLUMN, MALFORMED_TABLE, RAW_TABLE, SourceInfo, load_raw, sniff
 
-__all__ = ["StagedFile", "DatasetInfo", "Workspace", "file_digest", "LABELS_TABLE"]
+__all__ = ["StagedFile", "DatasetInfo", "Workspace", "file_digest", "labels_long_form", "LABELS_TABLE", "PARQUET_FILE",
+           "DATASET_FILE", "LABELS_FILE"]
 
 _META_TABLE = "dataset_meta"
 # Customer-level labels (RFM segment, lifecycle stage) stored for every page to filter and show: long, one row
@@ -39,6 +40,10 @@ _META_TABLE = "dataset_meta"
 LABELS_TABLE = "customer_labels"
 _LABELS_INFO_TABLE = "customer_labels_info"
 _MEMORY_LIMIT = "2GB"
+# A dataset written for a lake (Workspace.write_parquet): the canonical rows, and their description beside them.
+PARQUET_FILE = "transactions.parquet"
+DATASET_FILE = "dataset.json"
+LABELS_FILE = f"{LABELS_TABLE}.parquet"
 _SAMPLE_ROWS = 5000
 
 
@@ -91,6 +96,53 @@ class DatasetInfo:
     @property
     def has_products(self) -> bool:
         return schema.PRODUCT_ID in self.mapping.fields or schema.PRODUCT_NAME in self.mapping.fields
+
+    def to_dict(self) -> dict:
+        """The description as plain JSON-ready values (stored in the workspace, and beside a Parquet export)."""
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "mapping": self.mapping.to_dict(),
+            "options": self.options,
+            "report": self.report.to_dict(),
+            "source": self.source,
+            "segment_columns": self.segment_columns,
+            "contact_columns": self.contact_columns,
+        }
+
+    def check_columns(self, *, segment: str | None = None, attributes: list[str] | None = None) -> None:
+        """:class:`SchemaError` unless ``segment`` is a segment column and ``attributes`` are segment or contact
+        columns of this dataset: what an engine checks before it fills a query's identifier slots."""
+        if segment is not None and segment not in self.segment_columns:
+            raise SchemaError(f"Required column {segment} missing: it is not a segment attribute of this dataset.")
+        known = {**self.segment_columns, **self.contact_columns}
+        for column in attributes or ():
+            if column not in known:
+                raise SchemaError(f"Required column {column} missing: it is not a kept column of this dataset.")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DatasetInfo":
+        return cls(
+            name=data["name"],
+            fingerprint=data["fingerprint"],
+            mapping=ColumnMapping.from_dict(data["mapping"]),
+            options=data["options"],
+            report=IngestReport(**data["report"]),
+            source=data["source"],
+            segment_columns=data["segment_columns"],
+            contact_columns=data["contact_columns"],
+        )
+
+
+def labels_long_form(labels: pd.DataFrame, note: str) -> tuple[pd.DataFrame, str]:
+    """Customer labels (``customer_id`` and one column per kind) as stored: long, one row per customer and kind
+    with a label (``customer_id``, ``kind``, ``label``), and their version, a digest of them and ``note``."""
+    kinds = [column for column in labels.columns if column != "customer_id"]
+    long = labels.melt(id_vars="customer_id", value_vars=kinds, var_name="kind", value_name="label").dropna()
+    long = long.astype({"customer_id": str, "kind": str, "label": str})
+    digest = hashlib.sha256(note.encode())
+    digest.update(pd.util.hash_pandas_object(long, index=False).to_numpy().tobytes())
+    return long, digest.hexdigest()[:16]
 
 
 class Workspace:
@@ -246,18 +298,8 @@ class Workspace:
         return [row[0] for row in self._con.execute(f"DESCRIBE {RAW_TABLE}").fetchall()]
 
     def _write_meta(self, dataset: DatasetInfo) -> None:
-        payload = {
-            "name": dataset.name,
-            "fingerprint": dataset.fingerprint,
-            "mapping": dataset.mapping.to_dict(),
-            "options": dataset.options,
-            "report": dataset.report.to_dict(),
-            "source": dataset.source,
-            "segment_columns": dataset.segment_columns,
-            "contact_columns": dataset.contact_columns,
-        }
         self._con.execute(f"CREATE OR REPLACE TABLE {_META_TABLE} (payload VARCHAR)")
-        self._con.execute(f"INSERT INTO {_META_TABLE} VALUES (?)", [json.dumps(payload)])
+        self._con.execute(f"INSERT INTO {_META_TABLE} VALUES (?)", [json.dumps(dataset.to_dict())])
         # A new dataset starts without customer labels (those of the last one named other customers).
         self._con.execute(f"CREATE OR REPLACE TABLE {LABELS_TABLE} (customer_id VARCHAR, kind VARCHAR, label VARCHAR)")
         self._con.execute(f"CREATE OR REPLACE TABLE {_LABELS_INFO_TABLE} (note VARCHAR, version VARCHAR)")
@@ -271,17 +313,7 @@ class Workspace:
                 (payload,) = cursor.execute(f"SELECT payload FROM {_META_TABLE}").fetchone()
         except (duckdb.CatalogException, TypeError):
             raise NoDatasetError("No dataset is loaded yet. Load the demo data or upload a file on the Data page.")
-        data = json.loads(payload)
-        return DatasetInfo(
-            name=data["name"],
-            fingerprint=data["fingerprint"],
-            mapping=ColumnMapping.from_dict(data["mapping"]),
-            options=data["options"],
-            report=IngestReport(**data["report"]),
-            source=data["source"],
-            segment_columns=data["segment_columns"],
-            contact_columns=data["contact_columns"],
-        )
+        return DatasetInfo.from_dict(json.loads(payload))
 
     @property
     def has_dataset(self) -> bool:
@@ -298,13 +330,7 @@ class Workspace:
         ``segment`` names a segment attribute column of the dataset (``seg_country``);
         ``attributes`` names segment or contact columns (``contact_email``).
         """
-        dataset = self.dataset  # a clear error before a SQL one
-        if segment is not None and segment not in dataset.segment_columns:
-            raise SchemaError(f"Required column {segment} missing: it is not a segment attribute of this dataset.")
-        known = {**dataset.segment_columns, **dataset.contact_columns}
-        for column in attributes or ():
-            if column not in known:
-                raise SchemaError(f"Required column {column} missing: it is not a kept column of this dataset.")
+        self.dataset.check_columns(segment=segment, attributes=attributes)  # a clear error before a SQL one
         text = query_text(name, segment=segment, attributes=attributes)
         with self._cursor() as cursor:
             return cursor.execute(text, params or None).df()
@@ -314,12 +340,7 @@ class Workspace:
         ``rfm_segment``, ``lifecycle_stage``) and ``note`` (what they are, in words); returns their version, a
         digest that changes whenever they do. Customers without a label of a kind get no row for it."""
         self.dataset  # a clear error before a SQL one
-        kinds = [column for column in labels.columns if column != "customer_id"]
-        long = labels.melt(id_vars="customer_id", value_vars=kinds, var_name="kind", value_name="label").dropna()
-        long = long.astype({"customer_id": str, "kind": str, "label": str})
-        digest = hashlib.sha256(note.encode())
-        digest.update(pd.util.hash_pandas_object(long, index=False).to_numpy().tobytes())
-        version = digest.hexdigest()[:16]
+        long, version = labels_long_form(labels, note)
         with self._load_lock, self._cursor() as cursor:
             cursor.register("labels_frame", long)
             cursor.execute("BEGIN TRANSACTION")
@@ -349,6 +370,35 @@ class Workspace:
         wide = long.pivot(index="customer_id", columns="kind", values="label")
         wide.columns.name = None
         return wide.reset_index()
+
+    def write_parquet(self, folder: str | Path) -> Path:
+        """Write the dataset for a lake (and :class:`clm_core.spark_engine.SparkEngine`) into ``folder``:
+        ``transactions.parquet`` (the canonical ``transactions`` table, its columns and types as here),
+        ``customer_labels.parquet`` (the stored customer labels, if any) and ``dataset.json`` (the
+        :class:`DatasetInfo`). Returns the folder.
+
+        DuckDB may write only inside the work folder (see ``__init__``), so it writes there and the files are moved.
+        """
+        dataset = self.dataset  # a clear error before a SQL one
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tables = {schema.TRANSACTIONS: PARQUET_FILE}
+        description = dataset.to_dict()
+        labels_info = self.customer_labels_info()
+        if labels_info is not None:
+            tables[LABELS_TABLE] = LABELS_FILE
+            description[LABELS_TABLE] = list(labels_info)
+        else:  # labels of an earlier dataset written here would name other customers
+            (folder / LABELS_FILE).unlink(missing_ok=True)
+        for table, file_name in tables.items():
+            staged = self._workdir / file_name
+            # Our own folder's path, not user text; quoted as a SQL string all the same.
+            path = str(staged).replace("'", "''")
+            with self._cursor() as cursor:
+                cursor.execute(f"COPY (SELECT * FROM {table}) TO '{path}' (FORMAT PARQUET)")
+            shutil.move(staged, folder / file_name)
+        (folder / DATASET_FILE).write_text(json.dumps(description, indent=1))
+        return folder
 
     def rejected_rows(self, reason: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """The rejected rows as they were in the file, with their reason and row number."""
