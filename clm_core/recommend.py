@@ -264,11 +264,13 @@ class Recommender(BaseEstimator):
 
     # -- fitting ----------------------------------------------------------------------------------------------
     def fit(self, interactions: pd.DataFrame, *, as_of: date, names: pd.Series | None = None,
-            segments: pd.Series | None = None, segment_label: str = "") -> "Recommender":
+            segments: pd.Series | None = None, segment_label: str = "", reasons: bool = True) -> "Recommender":
         """Fit on the customer x product interactions up to ``as_of`` (columns :data:`INTERACTION_COLUMNS`, as
         the named query ``customer_product_interactions`` returns them). ``names``: display name per product key;
         ``segments``: segment value per customer id (popularity is then counted within segments), called
-        ``segment_label`` in reasons."""
+        ``segment_label`` in reasons. ``reasons=False`` skips counting the customers behind each pair of
+        products (``together_`` is None), which only the reasons in words need: the offline check ranks, it
+        never explains."""
         schema.require_columns(interactions.columns, INTERACTION_COLUMNS, what="the interactions")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
@@ -312,7 +314,8 @@ class Recommender(BaseEstimator):
         binary = self.purchases_.copy()
         binary.data = np.ones_like(binary.data, dtype=np.float64)
         weights = bm25_weights(self.purchases_, k1=self.k1, b=self.b)
-        self.similarity_, self.together_ = _neighbours(weights, sp.csr_matrix(binary), self.neighbours)
+        self.similarity_, self.together_ = _neighbours(weights, sp.csr_matrix(binary) if reasons else None,
+                                                       self.neighbours)
         self._similarity_by_candidate = self.similarity_.T.tocsr()
         return self
 
@@ -612,13 +615,13 @@ def _segment_values(workspace: Engine, segment: str | None) -> tuple[pd.Series |
 
 
 def _fit(workspace: Engine, as_of: date, *, segment: str | None, include_repeats: bool | None, neighbours: int,
-         method: str = CF, method_reason: str = "") -> Recommender:
+         method: str = CF, method_reason: str = "", reasons: bool = True) -> Recommender:
     interactions = workspace.query("customer_product_interactions", start=_EARLIEST, end=as_of)
-    names = workspace.query("product_names", end=as_of).set_index("product")["product_name"]
+    names = workspace.query("product_names", end=as_of).set_index("product")["product_name"] if reasons else None
     segments, label = _segment_values(workspace, segment)
     return Recommender(neighbours=neighbours, include_repeats=include_repeats, method=method,
                        method_reason=method_reason).fit(interactions, as_of=as_of, names=names, segments=segments,
-                                                        segment_label=label)
+                                                        segment_label=label, reasons=reasons)
 
 
 def build_recommender(workspace: Engine, *, as_of: date | None = None, segment: str | None = None,
@@ -781,7 +784,7 @@ def evaluate(workspace: Engine, *, months: int = 3, top: int = 10, as_of: date |
     if cutoff <= first_day:
         raise DataRangeError(f"The data cover {(end - first_day).days + 1:,} days; checking recommendations hides the "
                              f"last {_plural(months, 'month')}, so it needs a longer history.")
-    model = _fit(workspace, cutoff, segment=segment, include_repeats=None, neighbours=neighbours)
+    model = _fit(workspace, cutoff, segment=segment, include_repeats=None, neighbours=neighbours, reasons=False)
     later = workspace.query("customer_product_interactions", start=cutoff, end=end)
     returned_in_full = (later["returned"] > 0) & (later["returned"] >= later["bought"] * (1 - 1e-9))
     later = later[(later["purchase_days"] > 0) & ~returned_in_full]

@@ -123,6 +123,19 @@ def test_repeats_chosen_at_ranking_time_equal_a_model_fitted_so():
     pd.testing.assert_frame_equal(fitted_without.recommend(include_repeats=True), fitted_with.recommend())
 
 
+def test_a_fit_without_reasons_ranks_exactly_as_one_with_them():
+    rows = _interactions(HAND + [("c7", "A")])
+    full = recommend.Recommender().fit(rows, as_of=date(2021, 1, 31))
+    lean = recommend.Recommender().fit(rows, as_of=date(2021, 1, 31), reasons=False)
+    assert lean.together_ is None and full.together_ is not None
+    assert (lean.similarity_ != full.similarity_).nnz == 0
+    every = np.arange(len(full.customers_))
+    for method in recommend.METHODS:
+        for repeats in (False, True):
+            assert np.array_equal(lean._rank(every, 3, method, repeats)["products"],
+                                  full._rank(every, 3, method, repeats)["products"])
+
+
 def test_popularity_is_counted_within_the_customers_segment_when_it_is_big_enough():
     # 40 German customers buy X, 60 British buy Y; a new German gets X first (then Y, which no German bought, by
     # overall popularity), an Icelander (a segment of 3 recent buyers, too few for a list of its own) the overall
