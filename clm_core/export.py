@@ -146,13 +146,25 @@ def to_excel_bytes(sheets: dict[str, pd.DataFrame] | pd.DataFrame) -> bytes:
 def _write_workbook(sheets: dict[str, pd.DataFrame], target) -> int:
     """Write :func:`safe_frame` copies of the frames, one sheet each, as an .xlsx file (Office Open XML) built
     column by column with pandas string operations, a block of rows at a time, so memory stays flat and tens of
-    thousands of rows take a fraction of a second (about eight times faster than a write-only openpyxl workbook,
+    thousands of rows take a fraction of a second (four to five times faster than a write-only openpyxl workbook,
     which builds every cell as an object). Text is written as inline strings, numbers as numbers, booleans as
     booleans, dates and times as Excel serial numbers with a date format; missing values are empty cells. At most
     :data:`EXCEL_MAX_ROWS` rows a sheet. Returns the rows written."""
     titles = _sheet_titles(list(sheets))
     written = 0
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as package:
+        # The package's parts first (some readers look for the content types at the start), then each sheet.
+        package.writestr("[Content_Types].xml", _CONTENT_TYPES.replace("{sheets}", "".join(
+            f'<Override PartName="/xl/worksheets/sheet{n}.xml" ContentType="application/vnd.openxmlformats-'
+            f'officedocument.spreadsheetml.worksheet+xml"/>' for n in range(1, len(titles) + 1))))
+        package.writestr("_rels/.rels", _ROOT_RELS)
+        package.writestr("xl/workbook.xml", _WORKBOOK.replace("{sheets}", "".join(
+            f'<sheet name="{_xml_escape(title)}" sheetId="{n}" r:id="rId{n}"/>' for n, title in enumerate(titles, 1))))
+        package.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS.replace("{sheets}", "".join(
+            f'<Relationship Id="rId{n}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+            f'worksheet" Target="worksheets/sheet{n}.xml"/>' for n in range(1, len(titles) + 1))).replace(
+            "{styles}", str(len(titles) + 1)))
+        package.writestr("xl/styles.xml", _STYLES)
         for number, frame in enumerate(sheets.values(), start=1):
             rows = min(len(frame), EXCEL_MAX_ROWS)
             with package.open(f"xl/worksheets/sheet{number}.xml", "w") as sheet:
@@ -170,17 +182,6 @@ def _write_workbook(sheets: dict[str, pd.DataFrame], target) -> int:
                     sheet.write("".join(lines.tolist()).encode())
                 sheet.write(b"</sheetData></worksheet>")
             written += rows
-        package.writestr("[Content_Types].xml", _CONTENT_TYPES.replace("{sheets}", "".join(
-            f'<Override PartName="/xl/worksheets/sheet{n}.xml" ContentType="application/vnd.openxmlformats-'
-            f'officedocument.spreadsheetml.worksheet+xml"/>' for n in range(1, len(titles) + 1))))
-        package.writestr("_rels/.rels", _ROOT_RELS)
-        package.writestr("xl/workbook.xml", _WORKBOOK.replace("{sheets}", "".join(
-            f'<sheet name="{_xml_escape(title)}" sheetId="{n}" r:id="rId{n}"/>' for n, title in enumerate(titles, 1))))
-        package.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS.replace("{sheets}", "".join(
-            f'<Relationship Id="rId{n}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
-            f'worksheet" Target="worksheets/sheet{n}.xml"/>' for n in range(1, len(titles) + 1))).replace(
-            "{styles}", str(len(titles) + 1)))
-        package.writestr("xl/styles.xml", _STYLES)
     return written
 
 
