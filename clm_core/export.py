@@ -167,19 +167,21 @@ def _write_workbook(sheets: dict[str, pd.DataFrame], target) -> int:
         package.writestr("xl/styles.xml", _STYLES)
         for number, frame in enumerate(sheets.values(), start=1):
             rows = min(len(frame), EXCEL_MAX_ROWS)
+            header = safe_frame(frame.iloc[:0]).columns
+            letters = [_column_letter(position) for position in range(len(header))]
             with package.open(f"xl/worksheets/sheet{number}.xml", "w") as sheet:
                 sheet.write(_SHEET_START.encode())
-                header = safe_frame(frame.iloc[:0]).columns
-                sheet.write(_xml_row(1, [_inline_strings(pd.Series([str(name)]), _column_letter(position))
-                                         for position, name in enumerate(header)]).encode())
+                names = _inline_strings(pd.Series([str(name) for name in header], dtype=object),
+                                        np.array([letter + "1" for letter in letters], dtype=object))
+                sheet.write(('<row r="1">' + "".join(names) + "</row>").encode())
                 for start in range(0, rows, _XLSX_BLOCK_ROWS):
                     block = safe_frame(frame.iloc[start:min(start + _XLSX_BLOCK_ROWS, rows)])
-                    first_row = start + 2
-                    cells = [_xlsx_cells(block.iloc[:, position], _column_letter(position), first_row)
-                             for position in range(block.shape[1])]
-                    numbers = pd.RangeIndex(first_row, first_row + len(block)).astype(str)
-                    lines = ("<row r=\"" + pd.Series(numbers) + "\">" + _joined(cells, len(block)) + "</row>")
-                    sheet.write("".join(lines.tolist()).encode())
+                    # The block's row numbers, made once: every column's cell references are its letter + them.
+                    numbers = np.asarray(pd.RangeIndex(start + 2, start + 2 + len(block)).astype(str), dtype=object)
+                    lines = np.full(len(block), "", dtype=object)
+                    for position, letter in enumerate(letters):
+                        lines += _xlsx_cells(block.iloc[:, position], letter + numbers)
+                    sheet.write("".join('<row r="' + numbers + '">' + lines + "</row>").encode())
                 sheet.write(b"</sheetData></worksheet>")
             written += rows
     return written
@@ -235,33 +237,19 @@ def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def _xml_row(number: int, cells: list[pd.Series]) -> str:
-    return f'<row r="{number}">' + "".join(cell[0] for cell in cells) + "</row>"
-
-
-def _joined(columns: list[pd.Series], length: int) -> pd.Series:
-    """The cells of each row, concatenated across the columns."""
-    joined = pd.Series([""] * length, dtype=object)
-    for cells in columns:
-        joined = joined + np.asarray(cells, dtype=object)
-    return joined
-
-
-def _references(letter: str, first_row: int, length: int) -> pd.Series:
-    return letter + pd.Series(pd.RangeIndex(first_row, first_row + length).astype(str), dtype=object)
-
-
-def _inline_strings(text: pd.Series, letter: str, first_row: int = 1) -> np.ndarray:
+def _inline_strings(text: pd.Series, references: np.ndarray) -> np.ndarray:
+    """Text cells at ``references`` (``A2``, ``A3``...), XML-escaped, kept as inline strings."""
     escaped = (text.astype(str).str.replace("&", "&amp;", regex=False).str.replace("<", "&lt;", regex=False)
                .str.replace(">", "&gt;", regex=False))
-    return ('<c r="' + _references(letter, first_row, len(text)).to_numpy(dtype=object) + '" t="inlineStr"><is>'
-            '<t xml:space="preserve">' + escaped.to_numpy(dtype=object) + "</t></is></c>")
+    return ('<c r="' + references + '" t="inlineStr"><is><t xml:space="preserve">' + escaped.to_numpy(dtype=object)
+            + "</t></is></c>")
 
 
-def _numbers(values: pd.Series, letter: str, first_row: int, *, style: int = 0, kind: str = "") -> np.ndarray:
+def _numbers(values: pd.Series, references: np.ndarray, *, style: int = 0, kind: str = "") -> np.ndarray:
+    """Number cells at ``references`` (``kind="b"``: booleans written as 1 and 0; ``style``: a date format)."""
     attributes = (f' s="{style}"' if style else "") + (f' t="{kind}"' if kind else "")
-    return ('<c r="' + _references(letter, first_row, len(values)).to_numpy(dtype=object) + f'"{attributes}><v>'
-            + values.astype(object).map(str).to_numpy(dtype=object) + "</v></c>")
+    return ('<c r="' + references + f'"{attributes}><v>' + values.astype(object).map(str).to_numpy(dtype=object)
+            + "</v></c>")
 
 
 def _serials(stamps: pd.Series) -> tuple[pd.Series, int]:
@@ -275,23 +263,23 @@ def _serials(stamps: pd.Series) -> tuple[pd.Series, int]:
     return days.round(10), _DATETIME_STYLE if timed else _DATE_STYLE
 
 
-def _xlsx_cells(column: pd.Series, letter: str, first_row: int) -> pd.Series:
-    """One XML cell per value of ``column`` (already made safe), empty text for a missing value."""
+def _xlsx_cells(column: pd.Series, references: np.ndarray) -> np.ndarray:
+    """One XML cell per value of ``column`` (already made safe) at ``references``, empty text for a missing
+    value."""
     column = column.reset_index(drop=True)
-    cells = pd.Series([""] * len(column), dtype=object)
+    cells = np.full(len(column), "", dtype=object)
     present = column.notna().to_numpy()
     if pd.api.types.is_bool_dtype(column.dtype):
         values = column.astype("boolean").fillna(False).astype(int)
-        cells[present] = _numbers(values, letter, first_row, kind="b")[present]
+        cells[present] = _numbers(values, references, kind="b")[present]
         return cells
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         days, style = _serials(column)
-        cells[present] = _numbers(days, letter, first_row, style=style)[present]
+        cells[present] = _numbers(days, references, style=style)[present]
         return cells
     if pd.api.types.is_numeric_dtype(column.dtype):
-        values = column.astype(float)
-        finite = present & np.isfinite(values.fillna(0).to_numpy())
-        cells[finite] = _numbers(column, letter, first_row)[finite]
+        finite = present & np.isfinite(column.astype(float).fillna(0).to_numpy())
+        cells[finite] = _numbers(column, references)[finite]
         return cells
     # Text, or a mix (object columns): each value by its own type.
     kinds = column.map(_cell_kind).to_numpy()
@@ -299,16 +287,15 @@ def _xlsx_cells(column: pd.Series, letter: str, first_row: int) -> pd.Series:
         chosen = kinds == kind
         if not chosen.any():
             continue
-        values = column.where(chosen)
         if kind == "text":
-            written = _inline_strings(values.where(chosen, ""), letter, first_row)
+            written = _inline_strings(column.where(chosen, ""), references)
         elif kind == "number":
-            written = _numbers(values.where(chosen, 0), letter, first_row)
+            written = _numbers(column.where(chosen, 0), references)
         elif kind == "bool":
-            written = _numbers(values.where(chosen, False).astype(bool).astype(int), letter, first_row, kind="b")
+            written = _numbers(column.where(chosen, False).astype(bool).astype(int), references, kind="b")
         else:
-            days, style = _serials(pd.to_datetime(values.where(chosen, None)))
-            written = _numbers(days.fillna(0), letter, first_row, style=style)
+            days, style = _serials(pd.to_datetime(column.where(chosen, None)))
+            written = _numbers(days.fillna(0), references, style=style)
         cells[chosen] = written[chosen]
     return cells
 
