@@ -512,15 +512,9 @@ def cached_churn(fingerprint: str, _ws: Workspace, horizon_days: int, cutoff, mo
 def cached_customer_value(fingerprint: str, _ws: Workspace):
     """(12-month CLV per customer id or None, how it was made in words): :func:`clm_core.churn.customer_value`,
     from the CLV fit the other pages share."""
-    from clm_core.errors import ClmError
+    from clm_core.churn import customer_value
 
-    if not _ws.dataset.has_money:
-        return None, "no amount column, so no customer value"
-    try:
-        scores = cached_clv_predictions(fingerprint, _ws)
-    except ClmError as error:
-        return None, f"CLV could not be computed ({error})"
-    return scores.set_index("customer_id")["clv"], "12-month CLV (BG/NBD and Gamma-Gamma)"
+    return customer_value(_ws, predictions=lambda: cached_clv_predictions(fingerprint, _ws))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -16,6 +16,7 @@ purchase against their usual gap between purchases.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
@@ -867,19 +868,25 @@ AT_RISK_COLUMNS = ["customer_id", "risk", "risk_band", "drivers", "last_purchase
                    "orders", "revenue", "clv", "value_at_risk"]
 
 
-def customer_value(workspace: Engine, *, horizon_months: int = 12) -> tuple[pd.Series | None, str]:
+def customer_value(workspace: Engine, *, horizon_months: int = 12,
+                   predictions: Callable[[], pd.DataFrame] | None = None) -> tuple[pd.Series | None, str]:
     """Each customer's value for the campaign: 12-month CLV (BG/NBD with Gamma-Gamma, 1 % a month discount) when
     the data have amounts and the models fit; else None. Returns the values by customer id and how they were
-    made, in words."""
+    made, in words. ``predictions``: gives those CLV predictions (``customer_id``, ``clv``) when the caller keeps
+    them already (the app's shared fit); else they are fitted here."""
     from clm_core import clv
     from clm_core.errors import ClmError
 
     if not workspace.dataset.has_money:
         return None, "no amount column, so no customer value"
     try:
-        summary = clv.customer_summary(workspace, unit="week")
-        fitted = clv.fit_clv_models(summary, purchase_model="bgnbd", with_spend=True)
-        scores = clv.predict_customers(summary, fitted, horizon_months=horizon_months, monthly_discount_rate=0.01)
+        if predictions is not None:
+            scores = predictions()
+        else:
+            summary = clv.customer_summary(workspace, unit="week")
+            fitted = clv.fit_clv_models(summary, purchase_model="bgnbd", with_spend=True)
+            scores = clv.predict_customers(summary, fitted, horizon_months=horizon_months,
+                                           monthly_discount_rate=0.01)
     except ClmError as error:
         return None, f"CLV could not be computed ({error})"
     return scores.set_index("customer_id")["clv"], f"{horizon_months}-month CLV (BG/NBD and Gamma-Gamma)"
