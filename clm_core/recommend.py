@@ -311,11 +311,12 @@ class Recommender(BaseEstimator):
         self.include_repeats_ = (bool(self.include_repeats) if self.include_repeats is not None
                                  else bool(self.repeat_share_ >= REPEAT_SHARE_THRESHOLD))
         self._fit_popularity(segments, segment_label)
-        binary = self.purchases_.copy()
-        binary.data = np.ones_like(binary.data, dtype=np.float64)
+        bought = None
+        if reasons:  # who bought each product, for counting the customers behind a pair
+            bought = sp.csr_matrix(self.purchases_, dtype=np.float64, copy=True)
+            bought.data = np.ones_like(bought.data)
         weights = bm25_weights(self.purchases_, k1=self.k1, b=self.b)
-        self.similarity_, self.together_ = _neighbours(weights, sp.csr_matrix(binary) if reasons else None,
-                                                       self.neighbours)
+        self.similarity_, self.together_ = _neighbours(weights, bought, self.neighbours)
         self._similarity_by_candidate = self.similarity_.T.tocsr()
         return self
 
