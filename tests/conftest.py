@@ -82,3 +82,28 @@ settings.register_profile("ci", max_examples=200, deadline=None, derandomize=Tru
                           phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink])
 settings.register_profile("long", max_examples=5000, deadline=None, database=None, print_blob=True)
 settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for every Spark test (it takes ~10 s to start); skipped without pyspark or Java,
+    except in CI (``CLM_REQUIRE_DATA=1``)."""
+    from clm_core.errors import EngineUnavailableError
+    from clm_core.spark_engine import spark_session
+
+    try:
+        session = spark_session("local[2]")
+    except EngineUnavailableError as error:
+        if REQUIRE_DATA:
+            pytest.fail(f"CI runs the Spark tests: {error}")
+        pytest.skip(str(error))
+    yield session
+    session.stop()
+
+
+def spark_engine_for(workspace, folder, spark):
+    """A SparkEngine over ``workspace``'s dataset, written as Parquet to ``folder``."""
+    from clm_core.spark_engine import SparkEngine
+
+    workspace.write_parquet(folder)
+    return SparkEngine.from_parquet(folder, session=spark)

@@ -16,28 +16,7 @@ from clm_core.cohorts import cohort_table
 from clm_core.customers import customer_table, data_span
 from clm_core.errors import EngineUnavailableError, InputFileError, SchemaError
 from clm_core.workspace import Workspace
-from tests.conftest import DEMO_FILE, REQUIRE_DATA
-
-@pytest.fixture(scope="session")
-def spark():
-    from clm_core.spark_engine import spark_session
-
-    try:
-        session = spark_session("local[2]")
-    except EngineUnavailableError as error:
-        if REQUIRE_DATA:
-            pytest.fail(f"CI runs the Spark tests: {error}")
-        pytest.skip(str(error))
-    yield session
-    session.stop()
-
-
-def _spark_engine(workspace: Workspace, folder, spark):
-    from clm_core.spark_engine import SparkEngine
-
-    workspace.write_parquet(folder)
-    return SparkEngine.from_parquet(folder, session=spark)
-
+from tests.conftest import DEMO_FILE, spark_engine_for
 
 @pytest.fixture(scope="module")
 def demo(spark, tmp_path_factory):
@@ -50,14 +29,14 @@ def demo(spark, tmp_path_factory):
         "customer_id": ids[ids.index % 3 != 0],
         "rfm_segment": np.where(ids[ids.index % 3 != 0].str[-1].isin(list("01234")), "Loyal", "At risk"),
     }), "test labels")
-    yield workspace, _spark_engine(workspace, tmp_path_factory.mktemp("demo_parquet"), spark)
+    yield workspace, spark_engine_for(workspace, tmp_path_factory.mktemp("demo_parquet"), spark)
     workspace.close()
 
 
 @pytest.fixture(scope="module")
 def online_retail(spark, online_retail_workspace, tmp_path_factory):
     workspace, _ = online_retail_workspace
-    return workspace, _spark_engine(workspace, tmp_path_factory.mktemp("or_parquet"), spark)
+    return workspace, spark_engine_for(workspace, tmp_path_factory.mktemp("or_parquet"), spark)
 
 
 def _cases(workspace: Workspace, *, every_period: bool) -> list[tuple[str, dict]]:
@@ -203,7 +182,7 @@ def test_the_first_row_is_the_same_when_moments_have_fractions_of_a_second(spark
     try:
         staged = workspace.stage_file(path)
         workspace.build(staged, replace(staged.guess, segments=["country"]))
-        engine = _spark_engine(workspace, tmp_path / "parquet", spark)
+        engine = spark_engine_for(workspace, tmp_path / "parquet", spark)
         duck = workspace.query("customer_attributes", attributes=["seg_country"])
         assert duck.set_index("customer_id")["seg_country"].to_dict() == {"a": "Earlier", "b": "Only"}
         assert_same_result(duck, engine.query("customer_attributes", attributes=["seg_country"]))
@@ -217,7 +196,7 @@ def test_labels_kept_on_spark_split_cohorts_as_stored_ones_do(demo, spark, tmp_p
     assert engine.customer_labels_info() == workspace.customer_labels_info()  # read back from the Parquet folder
     pd.testing.assert_frame_equal(engine.customer_labels().sort_values("customer_id", ignore_index=True),
                                   stored.sort_values("customer_id", ignore_index=True))
-    other = _spark_engine(workspace, tmp_path, spark)
+    other = spark_engine_for(workspace, tmp_path, spark)
     relabelled = stored.assign(rfm_segment=np.where(stored["rfm_segment"] == "Loyal", "Champions", "Hibernating"))
     version = other.store_customer_labels(relabelled, "other labels")
     assert other.customer_labels_info() == ("other labels", version)
