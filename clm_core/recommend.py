@@ -142,23 +142,15 @@ def bm25_weights(counts: sp.spmatrix, *, k1: float = 1.2, b: float = 0.75) -> sp
 def cosine_neighbours(weights: sp.spmatrix, *, neighbours: int = 50) -> sp.csr_matrix:
     """Product x product cosine similarity of the columns of ``weights``, ``s(i, j) = w_i . w_j / (|w_i| |w_j|)``,
     keeping per row i its ``neighbours`` largest positive values (the product itself left out)."""
-    return _neighbours(weights, None, neighbours)[0]
-
-
-def _neighbours(weights: sp.spmatrix, bought: sp.csr_matrix | None,
-                neighbours: int) -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
-    """The top-``neighbours`` cosine similarity per product and, for the same pairs, how many customers bought
-    both (``bought``: customer x product, 1 where bought). Computed in blocks of products, so memory stays
-    bounded whatever the catalogue."""
+    """Computed in blocks of products, so memory stays bounded whatever the catalogue."""
     weights = sp.csr_matrix(weights, dtype=np.float64)
     products = weights.shape[1]
     lengths = np.sqrt(np.asarray(weights.multiply(weights).sum(axis=0)).ravel())
     unit = sp.csr_matrix(weights @ sp.diags(1.0 / np.where(lengths > 0, lengths, 1.0)))
     unit_by_product = unit.T.tocsr()
-    bought_by_product = bought.T.tocsr() if bought is not None else None
     keep = min(neighbours, max(products - 1, 0))
     block = max(1, _BLOCK_CELLS // max(products, 1))
-    rows, columns, values, together = [], [], [], []
+    rows, columns, values = [], [], []
     for start in range(0, products, block):
         stop = min(start + block, products)
         similarity = (unit_by_product[start:stop] @ unit).toarray()
@@ -175,20 +167,12 @@ def _neighbours(weights: sp.spmatrix, bought: sp.csr_matrix | None,
         rows.append(np.broadcast_to(local[:, None] + start, top.shape)[positive])
         columns.append(top[positive])
         values.append(top_values[positive])
-        if bought_by_product is not None:
-            both = (bought_by_product[start:stop] @ bought).toarray()
-            together.append(np.take_along_axis(both, top, axis=1)[positive])
-    shape = (products, products)
-
-    def assemble(data: list[np.ndarray], dtype) -> sp.csr_matrix:
-        if not rows:
-            return sp.csr_matrix(shape, dtype=dtype)
-        matrix = sp.csr_matrix((np.concatenate(data).astype(dtype), (np.concatenate(rows), np.concatenate(columns))),
-                               shape=shape)
-        matrix.sort_indices()
-        return matrix
-
-    return assemble(values, np.float64), (assemble(together, np.int64) if bought is not None else None)
+    if not rows:
+        return sp.csr_matrix((products, products), dtype=np.float64)
+    matrix = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
+                           shape=(products, products))
+    matrix.sort_indices()
+    return matrix
 
 
 def repeat_share(purchase_days: sp.csr_matrix, first_day: sp.csr_matrix, last_day: sp.csr_matrix) -> float:
@@ -244,7 +228,7 @@ class Recommender(BaseEstimator):
     Fitted attributes: ``customers_`` and ``products_`` (indexes of the matrices' rows and columns),
     ``product_names_``, ``purchases_`` (customer x product purchase days, net of returns), ``first_day_`` and
     ``last_day_`` (the first and last of those days, as days since 1970, same sparsity), ``excluded_`` (pairs
-    returned in full), ``similarity_`` and ``together_`` (top-K cosine per product; customers who bought both),
+    returned in full), ``similarity_`` (top-K cosine per product),
     ``popularity_`` (recent buyers per product), ``segment_popularity_`` (per segment and product),
     ``customer_segment_`` (segment number per customer, -1 for none), ``segments_``, ``segment_label_``,
     ``popular_window_`` (days, or None for all history), ``include_repeats_``, ``repeat_share_``, ``as_of_``.
@@ -264,13 +248,11 @@ class Recommender(BaseEstimator):
 
     # -- fitting ----------------------------------------------------------------------------------------------
     def fit(self, interactions: pd.DataFrame, *, as_of: date, names: pd.Series | None = None,
-            segments: pd.Series | None = None, segment_label: str = "", reasons: bool = True) -> "Recommender":
+            segments: pd.Series | None = None, segment_label: str = "") -> "Recommender":
         """Fit on the customer x product interactions up to ``as_of`` (columns :data:`INTERACTION_COLUMNS`, as
         the named query ``customer_product_interactions`` returns them). ``names``: display name per product key;
         ``segments``: segment value per customer id (popularity is then counted within segments), called
-        ``segment_label`` in reasons. ``reasons=False`` skips counting the customers behind each pair of
-        products (``together_`` is None), which only the reasons in words need: the offline check ranks, it
-        never explains."""
+        ``segment_label`` in reasons."""
         schema.require_columns(interactions.columns, INTERACTION_COLUMNS, what="the interactions")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
@@ -311,12 +293,8 @@ class Recommender(BaseEstimator):
         self.include_repeats_ = (bool(self.include_repeats) if self.include_repeats is not None
                                  else bool(self.repeat_share_ >= REPEAT_SHARE_THRESHOLD))
         self._fit_popularity(segments, segment_label)
-        bought = None
-        if reasons:  # who bought each product, for counting the customers behind a pair
-            bought = sp.csr_matrix(self.purchases_, dtype=np.float64, copy=True)
-            bought.data = np.ones_like(bought.data)
         weights = bm25_weights(self.purchases_, k1=self.k1, b=self.b)
-        self.similarity_, self.together_ = _neighbours(weights, bought, self.neighbours)
+        self.similarity_ = cosine_neighbours(weights, neighbours=self.neighbours)
         self._similarity_by_candidate = self.similarity_.T.tocsr()
         return self
 
@@ -379,18 +357,18 @@ class Recommender(BaseEstimator):
             # The segment's own buyers first; products none of them bought recently follow by overall popularity.
             np.divide(counts + tiebreak, counts.max(initial=0) + 1.0, out=key)
             key[(counts == 0) & (self.popularity_ == 0)] = -np.inf
-        cf = None
+        cf_scale = None
         if method == CF:
             personal = np.diff(history.indptr) >= self.min_products
             if personal.any():
                 kept = np.repeat(personal, np.diff(history.indptr))
                 bought = sp.csr_matrix((kept.astype(np.float64), history.indices, history.indptr), shape=history.shape)
-                cf = (bought @ self.similarity_).toarray()
-                positive = cf > 0
-                cf_scale = cf.max(initial=0.0) + 1.0
-                cf /= cf_scale  # in place: a million customers' blocks are the bulk of the work
-                cf += 1.0
-                np.copyto(key, cf, where=positive)
+                # Summed similarity, kept sparse: only the products similar to something bought have a score.
+                cf = sp.csr_matrix(bought @ self.similarity_)
+                positive = cf.data > 0
+                cf_scale = cf.data.max(initial=0.0) + 1.0
+                cf_rows = np.repeat(np.arange(n_rows), np.diff(cf.indptr))[positive]
+                key[cf_rows, cf.indices[positive]] = cf.data[positive] / cf_scale + 1.0
         own_rows = np.repeat(np.arange(n_rows), np.diff(history.indptr))
         if include_repeats:
             days = history.data.astype(np.float64)
@@ -423,8 +401,8 @@ class Recommender(BaseEstimator):
         if counts is not None:
             in_segment = np.take_along_axis(counts, chosen, axis=1)
             score[popular] = np.where(in_segment[popular] > 0, in_segment[popular], score[popular])
-        if cf is not None:
-            score[tier == _TIER_CF] = (np.take_along_axis(cf, chosen, axis=1)[tier == _TIER_CF] - 1.0) * cf_scale
+        if cf_scale is not None:
+            score[tier == _TIER_CF] = (ranked[tier == _TIER_CF] - 1.0) * cf_scale
         repeat = tier == _TIER_REPEAT
         if repeat.any():
             score[repeat] = np.asarray(history[np.nonzero(repeat)[0], products[repeat]]).ravel()
@@ -444,6 +422,17 @@ class Recommender(BaseEstimator):
         bought = sp.csr_matrix((np.ones(history.nnz), history.indices, history.indptr), shape=history.shape)
         return _row_argmax(bought.multiply(self._similarity_by_candidate[products]))
 
+    def _bought_both(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """How many customers bought both product ``first[k]`` and product ``second[k]`` (purchases kept by the
+        fit), for the distinct pairs only: the cells of the co-purchase matrix the reasons read, not the whole
+        catalogue's (which the ranking never needs)."""
+        buyers = sp.csr_matrix((np.ones(self.purchases_.nnz), self.purchases_.indices, self.purchases_.indptr),
+                               shape=self.purchases_.shape).T.tocsr()
+        pairs, inverse = np.unique(first.astype(np.int64) * buyers.shape[0] + second, return_inverse=True)
+        left, right = np.divmod(pairs, buyers.shape[0])
+        both = np.asarray(buyers[left].multiply(buyers[right]).sum(axis=1)).ravel()
+        return both[inverse].astype(np.int64)
+
     def _reason_keys(self, rows: np.ndarray, products: np.ndarray, tier: np.ndarray) -> tuple[np.ndarray, ...]:
         """Two numbers per pick that fix its sentence: personalised, the bought product contributing most and the
         customers who bought both; repeat, the purchase days and the usual gap (or the one day); popular, the
@@ -454,7 +443,7 @@ class Recommender(BaseEstimator):
         if cf.any():
             contributor = self._contributors(rows[cf], products[cf])
             first[cf] = contributor
-            second[cf] = np.asarray(self.together_[contributor, products[cf]]).ravel()
+            second[cf] = self._bought_both(contributor, products[cf])
         repeat = tier == _TIER_REPEAT
         if repeat.any():
             days = np.asarray(self.purchases_[rows[repeat], products[repeat]]).ravel().astype(np.int64)
@@ -622,7 +611,7 @@ def _fit(workspace: Engine, as_of: date, *, segment: str | None, include_repeats
     segments, label = _segment_values(workspace, segment)
     return Recommender(neighbours=neighbours, include_repeats=include_repeats, method=method,
                        method_reason=method_reason).fit(interactions, as_of=as_of, names=names, segments=segments,
-                                                        segment_label=label, reasons=reasons)
+                                                        segment_label=label)
 
 
 def build_recommender(workspace: Engine, *, as_of: date | None = None, segment: str | None = None,
