@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -89,6 +88,15 @@ def _number(label: str, value: str, *, role: str = "spinbutton") -> Callable:
     return act
 
 
+def _number_up(label: str, delta: int) -> Callable:
+    """Add ``delta`` to a number input's value (whatever the data suggested) and press Enter."""
+    def act(page) -> None:
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(str(int(float(field.input_value())) + delta))
+        field.press("Enter")
+    return act
+
+
 def _select(label: str, option: str) -> Callable:
     def act(page) -> None:
         page.get_by_role("combobox", name=label, exact=True).filter(visible=True).first.click()
@@ -129,13 +137,19 @@ def _button(name: str) -> Callable:
     return act
 
 
-def _earlier_date(label: str, days: int) -> Callable:
-    """Move a DD/MM/YYYY date input ``days`` earlier."""
+def _expand(title: str) -> Callable:
+    """Open an expander by its title."""
     def act(page) -> None:
-        field = page.get_by_test_id("stDateInput").filter(has_text=label).filter(visible=True).first.locator("input")
-        day = datetime.strptime(field.input_value(), "%d/%m/%Y") - timedelta(days=days)
-        field.fill(day.strftime("%d/%m/%Y"))
-        field.press("Enter")
+        page.get_by_test_id("stExpander").filter(has_text=title).first.locator("summary").click()
+    return act
+
+
+def _another_day(label: str) -> Callable:
+    """Change a date input's day, as a keyboard user does: the day part, arrow down (one day earlier; the 1st
+    wraps to the month's last day), then out of the field, which sends the date."""
+    def act(page) -> None:
+        page.get_by_role("spinbutton", name=f"day, {label}").filter(visible=True).first.press("ArrowDown")
+        page.get_by_role("heading").first.click()
     return act
 
 
@@ -169,7 +183,7 @@ PAGES: dict[str, list[Step]] = {
         Step("period back to month", _radio("Cohort period", "Month")),
     ],
     "clv": [
-        Step("open Customer lifetime value (all three tabs)", _open("Customer lifetime value"), opens=True),
+        Step("open Customer lifetime value (its calculator tab)", _open("Customer lifetime value"), opens=True),
         Step("calculator: average order value", _number("Average order value", "60")),
         Step("calculator: orders per year", _number("Orders per year", "4")),
         Step("calculator: gross margin", _number("Gross margin (%)", "35")),
@@ -179,7 +193,7 @@ PAGES: dict[str, list[Step]] = {
         Step("calculator: horizon years", _number("Horizon (years)", "7")),
         Step("calculator: unlimited horizon", _toggle("Unlimited horizon")),
         Step("calculator: fill in from the data (new computation)", _button("^Fill in from"), new=True),
-        Step("tab: Predictive CLV", _tab("Predictive CLV")),
+        Step("tab: Predictive CLV (first: fit and score, new computation)", _tab("Predictive CLV"), new=True),
         Step("predictive: horizon (one step)", _slider_key("Horizon (months)", "ArrowRight")),
         Step("predictive: monthly discount rate", _number("Monthly discount rate (%)", "1.5")),
         Step("predictive: gross margin", _number("Gross margin (%)", "40")),
@@ -189,11 +203,12 @@ PAGES: dict[str, list[Step]] = {
         Step("predictive: unit back to week", _radio("Time unit", "Week")),
         Step("predictive: Pareto/NBD (new computation)", _radio("Purchase model", "Pareto/NBD"), new=True),
         Step("predictive: back to BG/NBD", _radio("Purchase model", "BG/NBD")),
-        Step("tab: Model check", _tab("Model check")),
-        Step("check: calibration end (new computation)", _earlier_date("Calibration end", 30), new=True),
+        Step("tab: Model check (first: the check's fit, new computation)", _tab("Model check"), new=True),
+        Step("check: calibration end, another day (new computation)", _another_day("Calibration end"), new=True),
         Step("check: Pareto/NBD (new computation)", _radio("Purchase model", "Pareto/NBD"), new=True),
         Step("check: unit day (new computation)", _radio("Time unit", "Day"), new=True),
         Step("tab: Calculator", _tab("Calculator")),
+        Step("tab: Predictive CLV again", _tab("Predictive CLV")),
     ],
     "churn": [
         Step("open Churn risk (train, check, score)", _open("Churn risk"), opens=True),
@@ -204,7 +219,7 @@ PAGES: dict[str, list[Step]] = {
         Step("model: random forest (new computation: its importance)", _select("Model", "Random forest"), new=True),
         Step("model back to automatic", _select("Model", "Best on the check (automatic)")),
         Step("tab: how good is the prediction", _tab("How good is the prediction?")),
-        Step("horizon 120 days (retrain: new computation)", _number("Horizon (days)", "120"), new=True),
+        Step("horizon 30 days longer (retrain: new computation)", _number_up("Horizon (days)", 30), new=True),
     ],
     "recommendations": [
         Step("open Recommendations (check, fit, recommend everyone)", _open("Recommendations"), opens=True),
@@ -232,7 +247,8 @@ PAGES: dict[str, list[Step]] = {
         Step("tab: Clusters", _tab("Clusters")),
         Step("clusters: 4 (new computation)", _select("Number of clusters", "4"), new=True),
         Step("tab: Lifecycle stages", _tab("Lifecycle stages")),
-        Step("flow from 30 days earlier (new computation)", _earlier_date("Flow from", 30), new=True),
+        Step("flow from another day (new computation)", _another_day("Flow from"), new=True),
+        Step("open the stage thresholds", _expand("Stage thresholds")),
         Step("churned after 120 days (new computation)", _number("Churned after (days without a purchase)", "120"),
              new=True),
     ],

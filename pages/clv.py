@@ -32,7 +32,10 @@ st.write("What is a customer worth? Use the **calculator** with your own assumpt
 
 ws = app_state.workspace()
 dataset = ws.dataset if ws.has_dataset else None
-calculator_tab, predictive_tab, check_tab = st.tabs(["Calculator", "Predictive CLV", "Model check"])
+# Only the open tab runs (a click on another reruns the page): the models are fitted when someone opens their tab,
+# and the browser draws one tab's charts, not three.
+calculator_tab, predictive_tab, check_tab = st.tabs(["Calculator", "Predictive CLV", "Model check"], key="clv_tab",
+                                                    on_change="rerun")
 
 _DEFAULTS = {"clv_calc_aov": 50.0, "clv_calc_orders": 3.0, "clv_calc_margin": 30.0, "clv_calc_retention": 60.0,
              "clv_calc_discount": 10.0, "clv_calc_years": 5, "clv_calc_unlimited": False, "clv_calc_cac": 40.0}
@@ -146,8 +149,9 @@ def _calculator() -> None:
             column: st.column_config.NumberColumn(format="%.2f") for column in shown.columns if column != "Year"})
 
 
-with calculator_tab:
-    _calculator()
+if calculator_tab.open:
+    with calculator_tab:
+        _calculator()
 
 
 # --- predictive CLV ------------------------------------------------------------------------------------
@@ -342,11 +346,12 @@ def _predictive() -> None:
                    "parameter (see the Model check tab).")
 
 
-with predictive_tab:
-    if dataset is None:
-        st.info("Load data on the **Data** page to predict each customer's value.")
-    else:
-        _predictive()
+if predictive_tab.open:
+    with predictive_tab:
+        if dataset is None:
+            st.info("Load data on the **Data** page to predict each customer's value.")
+        else:
+            _predictive()
 
 
 # --- model check -----------------------------------------------------------------------------------------
@@ -419,8 +424,9 @@ def _check() -> None:
                "the total is off.")
 
 
-with check_tab:
-    if dataset is None:
-        st.info("Load data on the **Data** page to check the predictions.")
-    else:
-        _check()
+if check_tab.open:
+    with check_tab:
+        if dataset is None:
+            st.info("Load data on the **Data** page to check the predictions.")
+        else:
+            _check()

@@ -15,8 +15,20 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "demo_transactions.csv.gz"
 
 
+PREDICTIVE = {"clv_tab": "Predictive CLV"}
+
+
 def _page(session: dict | None = None) -> AppTest:
+    """The CLV page, on the tab ``session["clv_tab"]`` names (the Calculator by default; only the open tab runs)."""
     return open_page("pages/clv.py", timeout=120, session=session)
+
+
+def _tab(at: AppTest, name: str) -> AppTest:
+    """Another tab opened, as a click does: the page reruns with only that tab."""
+    at.session_state["clv_tab"] = name
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +93,17 @@ def test_prefill_without_amounts_says_what_it_could_not_fill(tmp_path, demo):
 
 def test_predictive_clv_and_check_on_demo(demo):
     at = _page()
-    metrics = page_metrics(at)
+    assert "Customers scored" not in page_metrics(at) and len(at.get("plotly_chart")) == 2  # the calculator only
+    metrics = page_metrics(_tab(at, "Predictive CLV"))
     assert metrics["Customers scored"] == f"{demo['customer_id'].nunique():,}"
     assert metrics["Predicted CLV, next 12 months"] != "n/a"
+    assert len(at.get("plotly_chart")) == 4 and not at.error
+    # The top customers' table: days since the last purchase, counted to the last day of the data.
+    top = next(frame.value for frame in at.dataframe if "Customer" in frame.value.columns).set_index("Customer")
+    last = demo.groupby("customer_id")["order_date"].max().dt.normalize()
+    expected = (demo["order_date"].max().normalize() - last.loc[top.index]).dt.days
+    assert (top["Days since last purchase"].to_numpy() == expected.to_numpy()).all()
+    assert "Weeks from first to last purchase (model)" in top.columns
     # The check period's actual repeat purchases, counted independently: purchase days after the calibration
     # end (the middle of the data) of customers whose first purchase day is on or before it.
     days = demo.assign(day=demo["order_date"].dt.normalize())[["customer_id", "day"]].drop_duplicates()
@@ -91,19 +111,14 @@ def test_predictive_clv_and_check_on_demo(demo):
     end = first + timedelta(days=(last - first).days // 2)
     first_day = days.groupby("customer_id")["day"].transform("min")
     actual = ((days["day"] > end) & (first_day <= end)).sum()
+    metrics = page_metrics(_tab(at, "Model check"))
     assert metrics["Repeat purchases in the check period"] == f"{actual:,}"
-    assert len(at.get("plotly_chart")) >= 7
-    assert not at.error
-    # The top customers' table: days since the last purchase, counted to the last day of the data.
-    top = next(frame.value for frame in at.dataframe if "Customer" in frame.value.columns).set_index("Customer")
-    last = demo.groupby("customer_id")["order_date"].max().dt.normalize()
-    expected = (demo["order_date"].max().normalize() - last.loc[top.index]).dt.days
-    assert (top["Days since last purchase"].to_numpy() == expected.to_numpy()).all()
-    assert "Weeks from first to last purchase (model)" in top.columns
+    assert "Customers scored" not in metrics
+    assert len(at.get("plotly_chart")) == 2 and not at.error
 
 
 def test_switching_model_and_unit():
-    at = _page()
+    at = _page(PREDICTIVE)
     at.radio(key="clv_pred_model").set_value("pareto").run()
     assert not at.exception, at.exception
     at.radio(key="clv_pred_unit").set_value("day").run()
@@ -116,10 +131,10 @@ def test_data_without_repeat_buyers_gets_a_message(tmp_path):
     path.write_text("customer_id,order_date,amount\na,2021-03-01,5\nb,2021-03-09,7\nc,2021-04-02,9\n")
     space = app_state.SessionSpace(tmp_path)
     space.workspace.ingest(path)
-    at = _page({"session_space": space, "demo_checked": True})
+    at = _page({"session_space": space, "demo_checked": True, **PREDICTIVE})
     messages = [error.value for error in at.error]
     assert any("No customer bought more than once" in message for message in messages)
-    assert "CLV per customer" in page_metrics(at)  # the calculator still works
+    assert "CLV per customer" in page_metrics(_tab(at, "Calculator"))  # the calculator still works
 
 
 def test_data_without_amounts_still_predicts_purchases(tmp_path, demo):
@@ -127,13 +142,14 @@ def test_data_without_amounts_still_predicts_purchases(tmp_path, demo):
     demo[["customer_id", "order_id", "order_date"]].to_csv(path, index=False)
     space = app_state.SessionSpace(tmp_path)
     space.workspace.ingest(path)
-    at = _page({"session_space": space, "demo_checked": True})
+    at = _page({"session_space": space, "demo_checked": True, **PREDICTIVE})
     assert not at.error
     assert any("no amount column" in info.value for info in at.info)
     metrics = page_metrics(at)
     assert metrics["Customers scored"] == f"{demo['customer_id'].nunique():,}"
     assert "Predicted CLV, next 12 months" not in metrics
-    assert "Average purchase value, actual" not in metrics
+    metrics = page_metrics(_tab(at, "Model check"))
+    assert "Repeat purchases in the check period" in metrics and "Average purchase value, actual" not in metrics
 
 
 def _workspace_from(tmp_path, frame: pd.DataFrame, name: str) -> "app_state.SessionSpace":
@@ -157,7 +173,7 @@ def test_a_model_that_does_not_converge_falls_back_and_keeps_the_page(tmp_path, 
     space = _workspace_from(tmp_path, demo.head(20_000), "fallback.csv")
     customers = demo.head(20_000)["customer_id"].nunique()
     monkeypatch.setattr(ParetoNBDModel, "fit", fail)
-    at = _page({"session_space": space, "demo_checked": True, "clv_pred_model": "pareto"})
+    at = _page({"session_space": space, "demo_checked": True, "clv_pred_model": "pareto", **PREDICTIVE})
     warnings = [warning.value for warning in at.warning]
     assert any("Pareto/NBD could not be fitted" in text and "Showing **BG/NBD** instead" in text for text in warnings)
     assert page_metrics(at)["Customers scored"] == f"{customers:,}"
@@ -166,12 +182,12 @@ def test_a_model_that_does_not_converge_falls_back_and_keeps_the_page(tmp_path, 
     monkeypatch.setattr(BetaGeoModel, "fit", fail)
     (tmp_path / "both").mkdir()
     at = _page({"session_space": _workspace_from(tmp_path / "both", demo.head(19_000), "both.csv"),
-                "demo_checked": True})
+                "demo_checked": True, **PREDICTIVE})
     assert not at.exception, at.exception
     assert any("Neither purchase model could be fitted" in error.value and "What to try" in error.value
                for error in at.error)
-    assert "CLV per customer" in page_metrics(at)  # the calculator
-    assert at.date_input(key="clv_check_end") is not None  # the check tab is still there
+    assert _tab(at, "Model check").date_input(key="clv_check_end") is not None  # its inputs are still there
+    assert "CLV per customer" in page_metrics(_tab(at, "Calculator"))
 
 
 def test_customers_without_a_purchase_are_explained(tmp_path, demo):
@@ -186,7 +202,8 @@ def test_customers_without_a_purchase_are_explained(tmp_path, demo):
          "product_name": "Cup", "quantity": -1, "unit_price": 8.0, "amount": -8.0},
     ])
     frame = pd.concat([demo.assign(order_date=demo["order_date"].dt.strftime("%Y-%m-%d %H:%M")), extra])
-    at = _page({"session_space": _workspace_from(tmp_path, frame, "returns.csv"), "demo_checked": True})
+    at = _page({"session_space": _workspace_from(tmp_path, frame, "returns.csv"), "demo_checked": True,
+                **PREDICTIVE})
     scored = demo["customer_id"].nunique()
     assert page_metrics(at)["Customers scored"] == f"{scored:,}"
     assert any(f"{scored:,} of the {scored + 2:,} customers on the Data page are scored: 1 has only returns and 1 "

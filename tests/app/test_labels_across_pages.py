@@ -53,6 +53,7 @@ def test_stored_segments_filter_and_label_every_page(tmp_path):
     assert on_list == len(champions) < everyone  # every champion bought, so every one is scored
 
     # Customer lifetime value: the top customers and the download follow the filter.
+    at.session_state["clv_tab"] = "Predictive CLV"
     at.switch_page("pages/clv.py").run()
     at.multiselect(key="clv_pred_rfm_segments").set_value(["Champions"]).run()
     assert not at.exception, at.exception
