@@ -3,7 +3,9 @@
 import streamlit as st
 
 import app_state
+from clm_core import use_one_blas_thread
 
+use_one_blas_thread()  # small BLAS calls (the models') on one thread: see its docstring
 st.set_page_config(page_title="Customer Lifecycle Analytics", page_icon="📈", layout="wide")
 
 app_state.warm_up_imports()

@@ -1,13 +1,17 @@
 """What the benchmarks share: the generated data set (written once per size, seeded, loaded into a fresh workspace
-per run) and a timed step that prints its figure."""
+per run) and a timed step that prints its figure. Importing it sets what the app and the command line set at start
+(BLAS on one thread, :func:`clm_core.use_one_blas_thread`), so the figures are the app's."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from clm_core import use_one_blas_thread
 from clm_core.generator import write_demo_file
 from clm_core.workspace import Workspace
+
+use_one_blas_thread()
 
 OUT = Path(__file__).resolve().parent / "out"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from clm_core import schema
+from clm_core import schema, use_one_blas_thread
 from clm_core.errors import ClmError, MappingError
 from clm_core.ingest import REJECT_REASONS, IngestOptions
 from clm_core.workspace import Workspace
@@ -732,6 +732,7 @@ def _run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    use_one_blas_thread()
     # SIGTERM ends a run the way Ctrl-C does: cleanly, leaving every existing workspace as it was.
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if _is_main_thread() else None
     try:

@@ -12,6 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
+from clm_core import use_one_blas_thread  # noqa: E402
+
+use_one_blas_thread()  # as the app and the command line run
+
 ONLINE_RETAIL = SHARED / "online_retail.csv.gz"
 CDNOW_MASTER = SHARED / "cdnow_master.txt.gz"
 CDNOW_SAMPLE = SHARED / "cdnow_sample.txt.gz"
