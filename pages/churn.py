@@ -12,6 +12,7 @@ app_state.wait_for_imports()  # the model modules, never imported by two threads
 from clm_core import charts, churn  # noqa: E402
 from clm_core.errors import ClmError  # noqa: E402
 from clm_core.export import XLSX_MIME, to_csv_bytes, to_excel_bytes  # noqa: E402
+from clm_core.segments import LABELS  # noqa: E402
 
 st.title("Churn risk")
 st.write("Who is likely to stop buying, how much value is at stake, and the list to send to your campaign tool. "
@@ -51,6 +52,24 @@ def show_quality(result: churn.ChurnResult) -> None:
         middle.plotly_chart(charts.calibration_figure(result.curves["calibration"]), key="churn_calibration")
         right.plotly_chart(charts.gains_figure(result.curves["gains"]), key="churn_gains")
         st.plotly_chart(charts.importance_figure(result.importance, churn.FEATURES), key="churn_importance")
+
+
+_LIST_NAMES = {"customer_id": "Customer", "risk": "Risk", "risk_band": "Risk band", "drivers": "Why",
+               "last_purchase": "Last purchase", "days_since_last_purchase": "Days since last purchase",
+               "orders": "Orders", "revenue": "Revenue", "clv": "CLV, next 12 months", **LABELS}
+
+
+def _show_table(shown: pd.DataFrame, predictive: bool) -> None:
+    """The list on screen with plain column names and readable numbers (the downloads keep the exact values and
+    the file's own column names)."""
+    risk = (st.column_config.ProgressColumn("Risk", format="percent", min_value=0, max_value=1,
+                                            help="Probability of no purchase in the horizon.") if predictive
+            else st.column_config.NumberColumn("Risk", format="%.1f x",
+                                               help="Days since the last purchase divided by the usual gap."))
+    st.dataframe(shown.rename(columns=_LIST_NAMES), hide_index=True, column_config={
+        "Risk": risk, "Revenue": st.column_config.NumberColumn(format="localized"),
+        "CLV, next 12 months": st.column_config.NumberColumn(format="localized"),
+        "Last purchase": st.column_config.DateColumn(format="DD MMM YYYY")})
 
 
 @st.fragment
@@ -140,7 +159,7 @@ def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series |
                       key="churn_distribution")
     right.plotly_chart(charts.campaign_figure(curve, chosen_share), key="churn_campaign")
     st.subheader("The at-risk list")
-    st.dataframe(selected.head(200), hide_index=True)
+    _show_table(selected.head(200), predictive)
     st.caption((f"First 200 of {len(selected):,} customers" if len(selected) > 200 else
                 f"All {len(selected):,} customers") + ", riskiest first. The downloads hold all of them, with "
                "the contact and segment columns of your file and each customer's RFM segment and lifecycle stage.")

@@ -47,8 +47,8 @@ def test_stored_segments_filter_and_label_every_page(tmp_path):
     at.slider(key=next(s.key for s in at.slider if s.key.startswith("churn_threshold"))).set_value(0.0).run()
     everyone = int(page_metrics(at)["Customers on the list"].replace(",", ""))
     at.multiselect(key="churn_rfm_segments").set_value(["Champions"]).run()
-    listed = _frame_with(at, "rfm_segment")
-    assert set(listed["rfm_segment"]) == {"Champions"}
+    listed = _frame_with(at, "RFM segment")
+    assert set(listed["RFM segment"]) == {"Champions"}
     on_list = int(page_metrics(at)["Customers on the list"].replace(",", ""))
     assert on_list == len(champions) < everyone  # every champion bought, so every one is scored
 
