@@ -66,10 +66,11 @@ def show_evaluation(evaluation) -> None:
             st.caption("⚠️ " + app_state.plain(note))
 
 
-def show_and_offer(shown: pd.DataFrame, full: pd.DataFrame, name: str, rows_word: str) -> None:
+def show_and_offer(shown: pd.DataFrame, full: pd.DataFrame, name: str, rows_word: str, *,
+                   column_config: dict | None = None) -> None:
     """The first 2,000 rows of ``shown`` on the page and all of ``full`` as CSV and Excel downloads (built when
     clicked), named after ``name``."""
-    st.dataframe(shown.head(2000), hide_index=True)
+    st.dataframe(shown.head(2000), hide_index=True, column_config=column_config)
     if len(full) > 2000:
         st.caption(f"The first 2,000 of {len(full):,} {rows_word}; the downloads hold them all.")
     stem, key = name.replace(" ", "_"), "rec_" + name.replace(" ", "_")
@@ -259,8 +260,26 @@ def actions_view() -> None:
     listed = chosen[chosen["action"].astype(str).isin(picked)].sort_values("expected_net_value", ascending=False)
     listed = app_state.with_customer_labels(dataset.fingerprint, ws, listed,
                                             app_state.label_filters("nba", dataset.fingerprint, ws))
-    show_and_offer(listed.rename(columns=LABELS), listed, "next best actions",
-                   "customers by expected net value")
+    show_and_offer(listed.rename(columns={**ACTION_NAMES, **LABELS}), listed, "next best actions",
+                   "customers by expected net value", column_config=ACTION_FORMATS)
+
+
+ACTION_NAMES = {
+    "customer_id": "Customer", "action": "Action", "reason": "Why", "expected_net_value": "Expected net value",
+    "value_unit": "Value in", "value_if_it_works": "Value if it works", "value_basis": "Valued by",
+    "success_rate": "Success rate", "cost_per_contact": "Cost per contact", "product_id": "Product id",
+    "product_name": "Product", "risk": "Risk", "risk_basis": "Risk from", "value_percentile": "Value percentile",
+    "purchase_days": "Purchase days", "days_since_last_purchase": "Days since last purchase"}
+ACTION_FORMATS = {
+    "Expected net value": st.column_config.NumberColumn(format="%.2f"),
+    "Value if it works": st.column_config.NumberColumn(format="%.2f"),
+    "Success rate": st.column_config.NumberColumn(format="percent"),
+    "Cost per contact": st.column_config.NumberColumn(format="%.2f"),
+    "Risk": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1,
+                                            help="The chance of leaving the action was chosen on."),
+    "Value percentile": st.column_config.NumberColumn(format="%.0f",
+                                                      help="The share of buying customers who spent less (in %)."),
+}
 
 
 HELP = {
