@@ -24,8 +24,10 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "out"
 
-from clm_core import clv  # noqa: E402
+from clm_core import clv, use_one_blas_thread  # noqa: E402
 from clm_core.workspace import Workspace  # noqa: E402
+
+use_one_blas_thread()  # as the app and the command line run
 
 
 def _median_seconds(step, repeats: int) -> tuple[float, object]:

@@ -21,9 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 
-from clm_core import segments  # noqa: E402
+from clm_core import segments, use_one_blas_thread  # noqa: E402
 from clm_core.customers import customer_table, data_span  # noqa: E402
 from clm_core.workspace import Workspace  # noqa: E402
+
+use_one_blas_thread()  # as the app and the command line run
 
 
 def _timed(label: str, step, target: str = ""):

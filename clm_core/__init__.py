@@ -16,7 +16,12 @@ def use_one_blas_thread() -> None:
     may too. Large sparse and tree computations do not use BLAS and keep their own threads."""
     global _blas_limited
     if not _blas_limited:
+        import os
+
         from threadpoolctl import threadpool_limits
 
+        # numpy and scipy each bundle their own OpenBLAS, loaded when first imported: the variable reaches those
+        # not loaded yet, threadpoolctl those already loaded.
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
         threadpool_limits(1, user_api="blas")
         _blas_limited = True
