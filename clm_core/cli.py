@@ -241,7 +241,9 @@ def _clv(args: argparse.Namespace) -> dict:
     if not 0 < args.margin <= 1:
         raise ClmError("--margin is a fraction between 0 and 1, for example 0.3 for a 30 % gross margin.")
     calibration_end = _date_argument(args.calibration_end)
-    with Workspace(_existing_db(args.db), read_only=True) as workspace:
+    if args.engine == "spark":
+        return _clv_on_spark(args, calibration_end)
+    with Workspace(_existing_db(_db_argument(args)), read_only=True) as workspace:
         has_money = workspace.dataset.has_money
         if args.model == "gg" and not has_money:
             raise DataRangeError("The Gamma-Gamma spend model needs an amount column; this dataset has none.")
@@ -287,6 +289,56 @@ def _clv(args: argparse.Namespace) -> dict:
     return result
 
 
+def _clv_on_spark(args: argparse.Namespace, calibration_end: date | None) -> dict:
+    """``clv`` with ``--engine spark``: the same fit, every customer's predictions written as Parquet to ``--out``."""
+    from clm_core.errors import DataRangeError
+    from clm_core.spark_analytics import clv_on_spark
+
+    _refuse_labels_on_spark(args)
+    out = _spark_out(args, "every customer's predictions")
+    with _engine(args) as engine:
+        has_money = engine.dataset.has_money
+        if args.model == "gg" and not has_money:
+            raise DataRangeError("The Gamma-Gamma spend model needs an amount column; this dataset has none.")
+        run = clv_on_spark(engine, out, purchase_model="bgnbd" if args.model == "gg" else args.model, unit=args.unit,
+                           calibration_end=calibration_end, with_spend=has_money, horizon_months=args.horizon_months,
+                           monthly_discount_rate=args.discount_rate, margin=args.margin)
+    reported = run.fitted.spend if args.model == "gg" else run.fitted.purchase
+    result = {
+        "model": args.model,
+        "unit": args.unit,
+        "params": {name: float(value) for name, value in reported.params_.items()},
+        "params_se": {name: _number_or_none(value) for name, value in reported.params_se_.items()},
+        "converged": reported.converged_,
+        "params_at_bound": list(reported.at_bound_),
+        "log_likelihood": reported.log_likelihood_,
+        "customers": run.customers,
+        "customers_fitted": reported.n_customers_,
+        "observation_end": run.observation_end.isoformat(),
+        "notes": run.notes,
+        "engine": "spark",
+        "rows_fitted": run.spend_rows if args.model == "gg" else run.histories,
+    }
+    measure = "average_transaction_value" if args.model == "gg" else "repeat_transactions"
+    if measure in run.holdout:
+        check = run.holdout[measure]
+        result.update({
+            "holdout_measure": measure,
+            "holdout_start": (run.calibration_end + timedelta(days=1)).isoformat(),
+            "holdout_end": run.data_end.isoformat(),
+            "holdout_actual": check["actual"],
+            "holdout_predicted": check["predicted"],
+            "holdout_error": check["error"],
+        })
+    if run.total is not None:
+        result.update({"clv_total": run.total, "clv_total_interval": None, "clv_interval_level": 0.9,
+                       "clv_top_10pct_share": run.top_10pct_share})
+        result["notes"] = result["notes"] + ["On Spark the total has no interval; each customer's clv_low and "
+                                             "clv_high are in the output."]
+    result["out"] = run.path
+    return result
+
+
 def _print_clv(result: dict) -> None:
     from clm_core.clv import MODELS
 
@@ -308,7 +360,7 @@ def _print_clv(result: dict) -> None:
                                                f"{interval[1]:,.2f})")
         print(f"Total CLV of {result['customers']:,} customers: {result['clv_total']:,.2f}{between}; the top 10 % "
               f"hold {result['clv_top_10pct_share']:.0%}")
-    for finding in result["diagnostics"]:
+    for finding in result.get("diagnostics", []):  # not computed on Spark
         if not finding["ok"]:
             print(f"Warning: {finding['title']}. {finding['message']}")
     for note in result["notes"]:
@@ -324,14 +376,23 @@ def _churn_result(args: argparse.Namespace):
     from clm_core import churn
 
     if args.table:
+        if args.engine == "spark":
+            raise ClmError("--table reads a customer table on this machine: leave out --engine spark.")
         if not args.label:
             raise ClmError("--table needs --label COLUMN: the column that says whether the customer left.")
         table = churn.read_customer_table(Path(args.table).read_bytes(), name=Path(args.table).name)
         yield None, churn.churn_from_table(table, args.label, seed=args.seed)
         return
-    if not args.db:
+    if args.engine != "spark" and not args.db:
         raise ClmError("Give --db PATH (a workspace written by ingest) or --table FILE --label COLUMN.")
     cutoff = _date_argument(args.cutoff, "--cutoff")
+    if args.engine == "spark":
+        from clm_core.spark_analytics import train_churn_on_spark
+
+        with _engine(args) as engine:
+            trained = train_churn_on_spark(engine, horizon_days=args.horizon_days, cutoff=cutoff, seed=args.seed)
+            yield engine, replace(trained.result, notes=trained.notes + trained.result.notes)
+        return
     with Workspace(_existing_db(args.db), read_only=True) as workspace:
         yield workspace, churn.churn_from_workspace(workspace, horizon_days=args.horizon_days, cutoff=cutoff,
                                                     seed=args.seed)
@@ -370,6 +431,8 @@ def _at_risk(args: argparse.Namespace) -> dict:
 
     if args.top is not None and args.top < 1:
         raise ClmError("--top must be at least 1.")
+    if args.engine == "spark":
+        return _at_risk_on_spark(args)
     if args.table and (args.only_segment or args.only_stage):
         raise ClmError("--only-segment and --only-stage need --db: a customer table has no segments or stages.")
     with _churn_result(args) as (workspace, result):
@@ -389,17 +452,33 @@ def _at_risk(args: argparse.Namespace) -> dict:
             "notes": notes}
 
 
+def _at_risk_on_spark(args: argparse.Namespace) -> dict:
+    """``at-risk`` with ``--engine spark``: trained on the driver (a sample past 150,000 customers), every customer
+    scored on the executors, the list written as Parquet to ``--out``."""
+    from clm_core.spark_analytics import score_churn_on_spark
+
+    _refuse_labels_on_spark(args)
+    with _churn_result(args) as (engine, result):
+        written = score_churn_on_spark(engine, result, args.out, top=args.top, min_risk=args.min_risk)
+    notes = result.notes + ["On Spark the list has no drivers in words and no value (CLV): join clv --engine spark's "
+                            "output on customer_id for it."]
+    return {"out": args.out, "customers": written, "predictive": result.predictive, "best_model": result.best_model,
+            "notes": notes}
+
+
 def _recommend(args: argparse.Namespace) -> dict:
     from clm_core import recommend
     from clm_core.export import EXCEL_MAX_ROWS, write_table
 
     if args.top < 1:
         raise ClmError("--top must be at least 1.")
+    if args.engine == "spark":
+        return _recommend_on_spark(args)
     if args.customer is None and not args.out and not args.evaluate:
         raise ClmError("Say what to compute: --customer ID (one customer), --out FILE (every customer) or --evaluate "
                        "(how well the recommendations would have done).")
     result: dict = {}
-    with Workspace(_existing_db(args.db), read_only=True) as workspace:
+    with Workspace(_existing_db(_db_argument(args)), read_only=True) as workspace:
         segment = _segment_column(workspace, args.segment)
         evaluation = None
         if args.evaluate:
@@ -429,6 +508,28 @@ def _recommend(args: argparse.Namespace) -> dict:
     return result
 
 
+def _recommend_on_spark(args: argparse.Namespace) -> dict:
+    """``recommend`` with ``--engine spark``: the products bought together (per product its ``--top`` partners in at
+    least 5 orders together), counted on Spark and written as Parquet to ``--out``."""
+    from clm_core.spark_analytics import bought_together_on_spark
+
+    asked = [option for option, given in (("--customer", args.customer is not None), ("--evaluate", args.evaluate),
+                                          ("--method", args.method), ("--segment", args.segment),
+                                          ("--repeats", args.repeats is not None)) if given]
+    if asked:
+        raise ClmError(f"{asked[0]} is for the per-customer recommendations, which run on --db; --engine spark counts "
+                       "the products bought together (--out DIR).")
+    _refuse_labels_on_spark(args)
+    out = _spark_out(args, "the product pairs")
+    with _engine(args) as engine:
+        pairs = bought_together_on_spark(engine, out, min_orders=_SPARK_MIN_ORDERS, top=args.top)
+    return {"out": out, "pairs": pairs, "min_orders": _SPARK_MIN_ORDERS, "top": args.top, "engine": "spark"}
+
+
+# Products bought together in fewer orders say little: the threshold of recommend.bought_together.
+_SPARK_MIN_ORDERS = 5
+
+
 def _print_recommend(result: dict) -> None:
     from clm_core.recommend import METHOD_LABELS
 
@@ -446,7 +547,10 @@ def _print_recommend(result: dict) -> None:
               f"({METHOD_LABELS[result['method']]}):")
         for row in result["recommendations"]:
             print(f"  {row['rank']:>2}. {row['product_name']} ({row['product_id']}): {row['reason']}")
-    if "out" in result:
+    if "pairs" in result:
+        print(f"Wrote {result['pairs']:,} product pairs (per product its top {result['top']} partners bought with it "
+              f"in at least {result['min_orders']} orders) to {result['out']}.")
+    elif "out" in result:
         print(f"Wrote {result['rows']:,} recommendations for {result['customers']:,} customers to {result['out']} "
               f"({METHOD_LABELS[result['method']]}).")
     for note in result.get("notes", []):
@@ -458,7 +562,14 @@ def _segments(args: argparse.Namespace) -> dict:
     from clm_core.segments import segment_customers
 
     as_of = _date_argument(args.as_of, "--as-of")
-    with Workspace(_existing_db(args.db), read_only=True) as workspace:
+    if args.engine == "spark":
+        from clm_core.spark_analytics import segments_on_spark
+
+        out = _spark_out(args, "every customer's scores, segment and stage")
+        with _engine(args) as engine:
+            run = segments_on_spark(engine, out, as_of=as_of)
+        return {**run.to_dict(), "out": run.path, "rows": run.customers, "engine": "spark"}
+    with Workspace(_existing_db(_db_argument(args)), read_only=True) as workspace:
         segmented = segment_customers(workspace, as_of=as_of)
     result = segmented.to_dict()
     if args.out:
@@ -512,24 +623,46 @@ def _labelled(workspace: Workspace, table: pd.DataFrame, args: argparse.Namespac
 @contextmanager
 def _engine(args: argparse.Namespace):
     """The engine a command reads: the DuckDB workspace of ``--db`` (read only), or with ``--engine spark`` a
-    Spark session over the dataset folder of ``--source`` (written by ``ingest --parquet``), stopped afterwards."""
+    Spark session over the dataset folder of ``--source`` (written by ``ingest --parquet``), stopped afterwards
+    (a session already running in this process, a notebook's, is used and left running)."""
     if args.engine == "spark":
-        from clm_core.spark_engine import SparkEngine
+        from clm_core.spark_engine import SparkEngine, running_session
 
         if not args.source:
             raise ClmError("--engine spark needs --source DIR: a dataset folder written by ingest --parquet DIR (a "
                            "local path or a lake URL Spark can read).")
-        engine = SparkEngine.from_parquet(args.source, master=args.spark_master,
-                                          settings=_parse_settings(args.spark_conf or []))
+        settings = _parse_settings(args.spark_conf or [])
+        running = running_session()
+        engine = SparkEngine.from_parquet(args.source, session=running, master=args.spark_master, settings=settings)
         try:
             yield engine
         finally:
-            engine.stop()
+            if running is None:
+                engine.stop()
         return
     if not args.db:
         raise ClmError("Give --db PATH (a workspace written by ingest), or --engine spark --source DIR.")
     with Workspace(_existing_db(args.db), read_only=True) as workspace:
         yield workspace
+
+
+def _db_argument(args: argparse.Namespace) -> str:
+    if not args.db:
+        raise ClmError("Give --db PATH (a workspace written by ingest), or --engine spark --source DIR.")
+    return args.db
+
+
+def _spark_out(args: argparse.Namespace, what: str) -> str:
+    """``--out`` of a command on Spark: the Parquet folder its per-customer results are written to."""
+    if not args.out:
+        raise ClmError(f"--engine spark writes {what} to a Parquet folder (a path or a lake URL): give --out DIR.")
+    return args.out
+
+
+def _refuse_labels_on_spark(args: argparse.Namespace) -> None:
+    if getattr(args, "only_segment", None) or getattr(args, "only_stage", None):
+        raise ClmError("--only-segment and --only-stage need --db; on Spark, join the folder segments --engine spark "
+                       "writes on customer_id.")
 
 
 def _parse_settings(items: list[str]) -> dict[str, str]:
@@ -544,7 +677,8 @@ def _parse_settings(items: list[str]) -> dict[str, str]:
 
 def _engine_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
-                         help="run on the DuckDB workspace of --db (default) or on Spark over --source")
+                         help="run on the DuckDB workspace of --db (default) or on Spark over --source; with spark, "
+                              "--out is a Parquet folder")
     command.add_argument("--source", metavar="DIR",
                          help="with --engine spark: the dataset folder written by ingest --parquet (path or lake URL)")
     command.add_argument("--spark-master", default="local[*]", metavar="URL",
@@ -612,7 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
     cohorts.set_defaults(run=_cohorts, show=_print_cohorts)
 
     clv = commands.add_parser("clv", help="Fit a CLV model and predict per-customer lifetime value.")
-    clv.add_argument("--db", required=True, help="workspace written by ingest")
+    clv.add_argument("--db", help="workspace written by ingest")
+    _engine_options(clv)
     clv.add_argument("--model", choices=["bgnbd", "pareto", "gg"], default="bgnbd",
                      help="whose parameters to report: purchase model BG/NBD or Pareto/NBD, or Gamma-Gamma spend "
                           "(CLV then uses BG/NBD purchases)")
@@ -627,7 +762,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and the model's inputs as model_repeat_purchase_days, "
                                    "model_<unit>s_first_to_last_purchase (the model's recency: NOT the time since "
                                    "the last purchase), model_<unit>s_first_purchase_to_end (T) and "
-                                   "model_average_repeat_order_value")
+                                   "model_average_repeat_order_value; with --engine spark, a Parquet folder of "
+                                   "the predictions and the model's inputs")
     _label_options(clv)
     clv.add_argument("--json", action="store_true")
     clv.set_defaults(run=_clv, show=_print_clv)
@@ -642,6 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="check date: trained H days before it, checked on the H days after it "
                                   "(default: H days before the end of the data)")
         command.add_argument("--seed", type=int, default=0, help="random seed of the models (default 0)")
+        _engine_options(command)
 
     churn_command = commands.add_parser("churn", help="Train and check churn models; print how well they predict.")
     churn_options(churn_command)
@@ -653,7 +790,8 @@ def build_parser() -> argparse.ArgumentParser:
     limit = at_risk.add_mutually_exclusive_group()
     limit.add_argument("--top", type=int, metavar="N", help="the N customers at highest risk")
     limit.add_argument("--min-risk", type=float, metavar="P", help="customers with risk P or above")
-    at_risk.add_argument("--out", required=True, help="file to write (.csv or .xlsx)")
+    at_risk.add_argument("--out", required=True, help="file to write (.csv or .xlsx; with --engine spark, a Parquet "
+                                                       "folder)")
     _label_options(at_risk)
     at_risk.add_argument("--json", action="store_true")
     at_risk.set_defaults(run=_at_risk, show=lambda r: print(
@@ -661,9 +799,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     recommend_command = commands.add_parser("recommend", help="Product recommendations per customer, and how well "
                                                                "they would have done.")
-    recommend_command.add_argument("--db", required=True, help="workspace written by ingest")
+    recommend_command.add_argument("--db", help="workspace written by ingest")
+    _engine_options(recommend_command)
     recommend_command.add_argument("--customer", metavar="ID", help="recommendations for this customer")
-    recommend_command.add_argument("--out", help="write recommendations for every customer (.csv or .xlsx)")
+    recommend_command.add_argument("--out", help="write recommendations for every customer (.csv or .xlsx); with "
+                                                  "--engine spark, the products bought together (a Parquet folder)")
     recommend_command.add_argument("--top", type=int, default=10, help="recommendations per customer (default 10)")
     recommend_command.add_argument("--evaluate", action="store_true",
                                    help="hide the last 3 months, recommend from what came before and measure "
@@ -680,11 +820,12 @@ def build_parser() -> argparse.ArgumentParser:
     recommend_command.set_defaults(run=_recommend, show=_print_recommend)
 
     segments_command = commands.add_parser("segments", help="RFM segments and lifecycle stages of every customer.")
-    segments_command.add_argument("--db", required=True, help="workspace written by ingest")
+    segments_command.add_argument("--db", help="workspace written by ingest")
+    _engine_options(segments_command)
     segments_command.add_argument("--as-of", metavar="DATE", help="as of this day (default: the last day of the data)")
     segments_command.add_argument("--out", help="write per customer: days since last purchase, purchase days, "
                                                 "purchase value, R, F, M and F(M) scores, segment and stage (.csv "
-                                                "or .xlsx)")
+                                                "or .xlsx; with --engine spark, a Parquet folder)")
     segments_command.add_argument("--json", action="store_true")
     segments_command.set_defaults(run=_segments, show=_print_segments)
 

@@ -291,6 +291,25 @@ QUERIES: dict[str, str] = {
         GROUP BY customer_id
         ORDER BY customer_id
     """,
+    # Per customer with a purchase day by $cutoff (netted of the returns up to it, as every query counts
+    # purchases): purchase days in the 90 days up to $cutoff and in the 90 before (the frequency trend of the
+    # lifecycle stages) and the last purchase day after a gap of more than $churn_days days (a comeback; empty if
+    # none): what the stage rules read besides the customer table. clm_core.segments takes them from the
+    # purchase-day timeline; the Spark segments (clm_core.spark_analytics) from this query.
+    "customer_stage_facts": """
+        WITH {purchase_days up to $cutoff},
+        ordered_days AS (
+            SELECT customer_id, day, LAG(day) OVER (PARTITION BY customer_id ORDER BY day) AS previous_day
+            FROM purchase_days
+        )
+        SELECT customer_id,
+               SUM(CASE WHEN day > date_add($cutoff, -90) THEN 1 ELSE 0 END) AS recent_purchase_days,
+               SUM(CASE WHEN day > date_add($cutoff, -180) AND day <= date_add($cutoff, -90) THEN 1 ELSE 0 END)
+                   AS prior_purchase_days,
+               MAX(CASE WHEN days_between(previous_day, day) > $churn_days THEN day END) AS last_comeback
+        FROM ordered_days
+        GROUP BY customer_id
+    """,
     # Per customer, purchase days, purchase orders and their value in the window ($start, $end] (DATEs), netted
     # of returns up to $end: the holdout of the CLV check and the label of churn ("did they buy in the next H
     # days?").

@@ -38,7 +38,7 @@ from clm_core.workspace import DATASET_FILE, LABELS_FILE, LABELS_TABLE, PARQUET_
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["SparkEngine", "spark_session", "CANONICAL_TYPES", "PYSPARK_REQUIREMENT"]
+__all__ = ["SparkEngine", "spark_session", "running_session", "CANONICAL_TYPES", "PYSPARK_REQUIREMENT"]
 
 PYSPARK_REQUIREMENT = "pyspark==4.3.0"
 # The canonical columns and their Spark types: those of the DuckDB view (VARCHAR, TIMESTAMP, DOUBLE, BOOLEAN,
@@ -119,6 +119,16 @@ def spark_session(master: str = "local[*]", settings: dict[str, str] | None = No
     if not remote:
         session.sparkContext.setLogLevel(log_level)
     return session
+
+
+def running_session() -> "SparkSession | None":
+    """The Spark session already active in this process (a notebook's, a test's), or None (also without pyspark):
+    a command run inside such a process uses it, and leaves it running."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return None
+    return SparkSession.getActiveSession()
 
 
 def _java_found() -> bool:
@@ -233,15 +243,18 @@ class SparkEngine:
         """Write the named query's result as Parquet to ``path`` (replaced), computed on the executors."""
         self.frame(name, segment=segment, attributes=attributes, **params).write.mode("overwrite").parquet(str(path))
 
-    def distinct_histories(self, cutoff: dt.date) -> pd.DataFrame:
+    def distinct_histories(self, cutoff: dt.date, *, purchases: "DataFrame | None" = None) -> pd.DataFrame:
         """The purchase histories as of ``cutoff`` the CLV models read, aggregated on Spark: one row per distinct
         (``frequency``: repeat purchase days, ``recency_days``: first to last purchase day, ``T_days``: first
         purchase day to the cutoff) with ``customers``, how many share it. Its length is bounded by the number of
         distinct histories (days of data squared at most), not by the customers: a fit with these rows and
-        ``weights=customers`` is the fit on every customer (:mod:`clm_core.clv_models`)."""
+        ``weights=customers`` is the fit on every customer (:mod:`clm_core.clv_models`). ``purchases``: the
+        ``customer_purchases`` query as of ``cutoff``, when the caller keeps it (persisted) already."""
         from pyspark.sql import functions as F
 
-        histories = self.frame("customer_purchases", cutoff=cutoff).select(
+        if purchases is None:
+            purchases = self.frame("customer_purchases", cutoff=cutoff)
+        histories = purchases.select(
             (F.col("purchase_days") - 1).alias("frequency"),
             F.datediff("last_day", "first_day").cast("bigint").alias("recency_days"),
             F.datediff(_literal(cutoff), "first_day").cast("bigint").alias("T_days"),
@@ -249,6 +262,18 @@ class SparkEngine:
         keys = ["frequency", "recency_days", "T_days"]
         grouped = histories.groupBy(*keys).agg(F.count(F.lit(1)).alias("customers")).orderBy(*keys)
         return _to_pandas(grouped)
+
+    def customer_sample(self, per_mille: int) -> "SparkEngine":
+        """This engine over about ``per_mille`` in 1000 of the customers, every row of each, the same customers
+        from run to run: those whose bucket (``pmod(hash(customer_id), 1000)``, the Spark spelling of the named
+        queries' ``customer_bucket``) is below ``per_mille``. Itself at 1000."""
+        from pyspark.sql import functions as F
+
+        if per_mille >= 1000:
+            return self
+        bucket = F.pmod(F.hash(F.col(schema.CUSTOMER_ID)), F.lit(1000))
+        return SparkEngine(self.session, self._transactions.where(bucket < int(per_mille)), self._dataset,
+                           labels=self._labels, labels_info=self._labels_info)
 
     def stop(self) -> None:
         """Stop the Spark session (every engine sharing it stops working)."""

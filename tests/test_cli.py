@@ -363,3 +363,17 @@ def test_excel_title_row_sheet_and_header_row_options(tmp_path):
     assert payload["rows_rejected"]["unparseable_date"] == 1
     result = run("ingest", str(path), "--db", str(tmp_path / "c.duckdb"), "--sheet", "Nope")
     assert result.returncode == 2 and "no sheet named 'Nope'" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["clv"], "Give --db PATH (a workspace written by ingest), or --engine spark --source DIR."),
+    (["segments", "--engine", "spark", "--out", "{tmp}/x"], "--engine spark needs --source DIR"),
+    (["recommend", "--engine", "spark", "--source", "{tmp}/nowhere", "--out", "{tmp}/x"], "holds no dataset.json"),
+    (["at-risk", "--engine", "spark", "--source", "{tmp}/nowhere", "--out", "{tmp}/x"], "holds no dataset.json"),
+    (["churn", "--engine", "spark", "--table", "{tmp}/t.csv", "--label", "left"], "leave out --engine spark"),
+], ids=["no --db", "spark without --source", "recommend: no dataset", "at-risk: no dataset", "churn --table"])
+def test_analytics_commands_name_the_missing_source_in_one_line(tmp_path, args, message):
+    # Before any Spark starts (the commands on Spark themselves: tests/test_spark_analytics.py).
+    result = run(*(arg.format(tmp=tmp_path) for arg in args))
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
