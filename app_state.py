@@ -540,26 +540,38 @@ def digest_bytes(data: bytes) -> str:
 
 # --- recommendations, next best action, the customer page -------------------------------------------------------
 
+# Products per customer the Recommendations page lists first: that list is made while the offline check runs.
+FIRST_TOP = 10
+
+
 @st.cache_resource(max_entries=8, show_spinner=False)
 def cached_recommendation_model(fingerprint: str, _ws: Workspace, segment: str | None):
-    """(the offline check, the recommender fitted on all the data with the method the check chose): the two are
-    independent until the method is set, so they run side by side (shared: never mutated)."""
+    """(the offline check, the recommender fitted on all the data with the method the check chose, the page's
+    first list or None): the check and the fit are independent until the method is set, so they run side by side,
+    and the fit's side goes on to the personalised list of ``FIRST_TOP`` products per customer (as the data
+    suggest about repeats) while the check still runs; it is kept when the check chooses personalised
+    recommendations (shared: never mutated)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from clm_core.errors import DataRangeError
-    from clm_core.recommend import POPULARITY, build_recommender, evaluate
+    from clm_core.recommend import CF, POPULARITY, build_recommender, evaluate
+
+    def fit_and_list():
+        recommender = build_recommender(_ws, segment=segment, method=CF)
+        return recommender, recommender.recommend(top=FIRST_TOP)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         checking = pool.submit(evaluate, _ws, segment=segment)
-        fitting = pool.submit(build_recommender, _ws, segment=segment, method="cf")
-        recommender = fitting.result()
+        fitting = pool.submit(fit_and_list)
+        recommender, first = fitting.result()
         try:
             evaluation = checking.result()
         except DataRangeError as error:  # too little history to check: the simpler list, said why
             return None, recommender.set_params(
                 method=POPULARITY, method_reason=f"The most popular products: personalised ones cannot be checked "
-                                                 f"on this data. {error}")
-    return evaluation, recommender.set_params(method=evaluation.chosen, method_reason=evaluation.reason)
+                                                 f"on this data. {error}"), None
+    return (evaluation, recommender.set_params(method=evaluation.chosen, method_reason=evaluation.reason),
+            first if evaluation.chosen == CF else None)
 
 
 def cached_recommend_evaluation(fingerprint: str, ws: Workspace, segment: str | None):
@@ -579,7 +591,10 @@ def cached_recommendations(fingerprint: str, _ws: Workspace, segment: str | None
                            top: int) -> pd.DataFrame:
     """The ``top`` recommendations of every customer (``include_repeats`` None: as the data suggest). Not a slice
     of a longer list: own products fill at most half of each list, so a shorter list is ranked anew."""
-    return cached_recommender(fingerprint, _ws, segment).recommend(top=top, include_repeats=include_repeats)
+    _, recommender, first = cached_recommendation_model(fingerprint, _ws, segment)
+    if first is not None and include_repeats is None and top == FIRST_TOP:
+        return first
+    return recommender.recommend(top=top, include_repeats=include_repeats)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -468,7 +468,7 @@ class Recommender(BaseEstimator):
         distinct sentences, each written once."""
         codes = np.zeros(len(tier), dtype=np.int64)
         sentences: list[str] = []
-        names = self.product_names_
+        names = self.product_names_.to_numpy(dtype=object)  # plain strings: an Index looks each one up slowly
         say = {
             _TIER_CF: lambda i, n: f"bought with {names[i]} by {_plural(n, 'customer')}",
             _TIER_REPEAT: self._repeat_reason,
