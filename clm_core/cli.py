@@ -22,6 +22,7 @@ import pandas as pd
 from clm_core import schema, use_one_blas_thread
 from clm_core.errors import ClmError, MappingError
 from clm_core.ingest import REJECT_REASONS, IngestOptions
+from clm_core.mapping import ColumnMapping
 from clm_core.workspace import Workspace
 
 __all__ = ["main", "build_parser"]
@@ -86,39 +87,27 @@ def _segment_column(workspace: Workspace, name: str | None) -> str | None:
     return labels.get(name, name)
 
 
-def _ingest(args: argparse.Namespace) -> dict:
-    from clm_core.summary import dataset_summary
+def _mapping_with_overrides(mapping: ColumnMapping, args: argparse.Namespace) -> ColumnMapping:
+    """The guessed mapping with the command line's --map, --segment, --contact and date and number options."""
+    overrides = _parse_map(args.map or [])
+    fields = {**mapping.fields, **overrides}
+    fields = {name: column for name, column in fields.items() if column}
+    segments = [c for c in (args.segment or mapping.segments) if c not in fields.values()]
+    # A customer known by name may stay a contact column; no other mapped column can.
+    other_fields = [column for name, column in fields.items() if name != schema.CUSTOMER_ID]
+    contacts = [c for c in (args.contact or mapping.contacts) if c not in other_fields]
+    date_format = args.date_format or mapping.date_format
+    if args.dayfirst and date_format == "mdy":
+        date_format = "dmy"
+    return replace(mapping, fields=fields, segments=segments, contacts=contacts, date_format=date_format,
+                   number_style="comma" if args.decimal_comma else mapping.number_style)
 
-    db = Path(args.db)
-    if db.is_dir():
-        raise ClmError(f"--db {args.db} is a folder; give the path of a workspace file, for example shop.duckdb.")
-    if args.header_row is not None and args.header_row < 1:
-        raise ClmError("--header-row is a row number of the sheet, 1 or more.")
-    with _atomic_database(db) as building, Workspace(building) as workspace:
-        staged = workspace.stage_file(args.file, sheets=args.sheet, header_row=args.header_row)
-        mapping = staged.guess
-        overrides = _parse_map(args.map or [])
-        fields = {**mapping.fields, **overrides}
-        fields = {name: column for name, column in fields.items() if column}
-        segments = [c for c in (args.segment or mapping.segments) if c not in fields.values()]
-        # A customer known by name may stay a contact column; no other mapped column can.
-        other_fields = [column for name, column in fields.items() if name != schema.CUSTOMER_ID]
-        contacts = [c for c in (args.contact or mapping.contacts) if c not in other_fields]
-        date_format = args.date_format or mapping.date_format
-        if args.dayfirst and date_format == "mdy":
-            date_format = "dmy"
-        mapping = replace(mapping, fields=fields, segments=segments, contacts=contacts, date_format=date_format,
-                          number_style="comma" if args.decimal_comma else mapping.number_style)
-        options = IngestOptions(drop_returns=args.drop_returns, drop_zero_price=args.drop_zero_price,
-                                keep_duplicates=args.duplicates)
-        report = workspace.build(staged, mapping, options)
-        summary = dataset_summary(workspace)
-        if args.parquet:
-            workspace.write_parquet(args.parquet)
+
+def _ingest_result(args: argparse.Namespace, source: str, mapping: ColumnMapping, report, summary) -> dict:
     return {
         "file": str(args.file),
-        "db": str(db),
-        "source": staged.info.describe(),
+        **({"db": str(args.db)} if args.engine == "duckdb" else {}),
+        "source": source,
         "mapping": mapping.to_dict(),
         "rows_in": report.rows_in,
         "rows_kept": report.rows_kept,
@@ -139,6 +128,64 @@ def _ingest(args: argparse.Namespace) -> dict:
     }
 
 
+def _options(args: argparse.Namespace) -> IngestOptions:
+    return IngestOptions(drop_returns=args.drop_returns, drop_zero_price=args.drop_zero_price,
+                         keep_duplicates=args.duplicates)
+
+
+def _ingest(args: argparse.Namespace) -> dict:
+    from clm_core.summary import dataset_summary
+
+    if args.engine == "spark":
+        return _ingest_on_spark(args)
+    if args.kind or args.encoding:
+        raise ClmError("--kind and --encoding are for --engine spark; the DuckDB ingest detects both itself.")
+    if not args.db:
+        raise ClmError("Give --db PATH, the workspace to write (or --engine spark --parquet DIR).")
+    db = Path(args.db)
+    if db.is_dir():
+        raise ClmError(f"--db {args.db} is a folder; give the path of a workspace file, for example shop.duckdb.")
+    if args.header_row is not None and args.header_row < 1:
+        raise ClmError("--header-row is a row number of the sheet, 1 or more.")
+    with _atomic_database(db) as building, Workspace(building) as workspace:
+        staged = workspace.stage_file(args.file, sheets=args.sheet, header_row=args.header_row)
+        mapping = _mapping_with_overrides(staged.guess, args)
+        report = workspace.build(staged, mapping, _options(args))
+        summary = dataset_summary(workspace)
+        if args.parquet:
+            workspace.write_parquet(args.parquet)
+    return _ingest_result(args, staged.info.describe(), mapping, report, summary)
+
+
+def _ingest_on_spark(args: argparse.Namespace) -> dict:
+    """The ingest on Spark (:mod:`clm_core.spark_ingest`): the same rules, the lake folder of --parquet written
+    by the executors."""
+    from clm_core.spark_engine import running_session, spark_session
+    from clm_core.spark_ingest import build_on_spark, stage_on_spark
+    from clm_core.summary import dataset_summary
+
+    if not args.parquet:
+        raise ClmError("--engine spark writes the dataset as a Parquet folder for the other commands' --source: "
+                       "give --parquet DIR.")
+    if args.db or args.sheet or args.header_row is not None:
+        raise ClmError("--db, --sheet and --header-row are for the DuckDB ingest; with --engine spark give "
+                       "--parquet DIR (Excel files are read by the DuckDB ingest only).")
+    kind = args.kind or ("parquet" if str(args.file).rstrip("/").endswith(".parquet") else "csv")
+    running = running_session()
+    session = running or spark_session(args.spark_master, _parse_settings(args.spark_conf or []))
+    try:
+        staged = stage_on_spark(session, args.file, kind=kind, encoding=args.encoding or "utf-8")
+        mapping = _mapping_with_overrides(staged.guess, args)
+        result = build_on_spark(staged, mapping, _options(args))
+        summary = dataset_summary(result.engine)
+        result.write_parquet(args.parquet)
+        result.unpersist()
+    finally:
+        if running is None:
+            session.stop()
+    return _ingest_result(args, staged.description, mapping, result.report, summary)
+
+
 def _print_ingest(result: dict) -> None:
     print(f"Read {result['file']} ({result['source']})")
     print("Mapping: " + ", ".join(f"{k}={v}" for k, v in result["mapping"]["fields"].items()))
@@ -157,7 +204,10 @@ def _print_ingest(result: dict) -> None:
     print(f"Dates: {result['first_date'][:10]} to {result['last_date'][:10]}")
     for note in result["notes"]:
         print(f"Note: {note}")
-    print(f"Workspace written to {result['db']}")
+    if "db" in result:
+        print(f"Workspace written to {result['db']}")
+    if "parquet" in result:
+        print(f"Dataset written as Parquet to {result['parquet']}")
 
 
 def _demo(args: argparse.Namespace) -> dict:
@@ -699,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="Validate a transaction file and write a workspace database.")
     ingest.add_argument("file", help="CSV (any delimiter, .gz or .zip), Excel .xlsx or Parquet file")
-    ingest.add_argument("--db", required=True,
+    ingest.add_argument("--db",
                         help="workspace database to write; an existing one is replaced only when the new load succeeds")
     ingest.add_argument("--map", action="append", metavar="FIELD=COLUMN",
                         help=f"override the guessed column for a field ({', '.join(schema.FIELD_BY_NAME)}); "
@@ -725,7 +775,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "rows)")
     ingest.add_argument("--parquet", metavar="DIR",
                         help="also write the canonical table and its description as Parquet into DIR, for a lake "
-                             "and --engine spark")
+                             "and --engine spark (with --engine spark: where the dataset is written)")
+    ingest.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                        help="validate with DuckDB into --db (default) or on Spark into the --parquet folder; with "
+                             "spark, FILE is any path or lake URL Spark reads, or a catalog table with --kind table")
+    ingest.add_argument("--kind", choices=["csv", "whitespace", "parquet", "table"],
+                        help="with --engine spark: what FILE is (default: parquet for a .parquet name, else csv "
+                             "with its delimiter and header detected)")
+    ingest.add_argument("--encoding", help="with --engine spark: the text files' encoding (default utf-8)")
+    ingest.add_argument("--spark-master", default="local[*]", metavar="URL",
+                        help="with --engine spark: local[*] (default), spark://host:7077, yarn or sc://host:15002")
+    ingest.add_argument("--spark-conf", action="append", metavar="KEY=VALUE",
+                        help="with --engine spark: a Spark setting, e.g. spark.executor.memory=8g (repeatable)")
     ingest.add_argument("--json", action="store_true", help="print one JSON object")
     ingest.set_defaults(run=_ingest, show=_print_ingest)
 

@@ -369,3 +369,48 @@ def test_the_module_loads_without_pyspark():
     code = "import sys; sys.modules['pyspark'] = None; import clm_core.spark_ingest"
     finished = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
+
+
+# -- the command line -------------------------------------------------------------------------------------------
+def test_cli_ingest_on_spark_writes_the_lake_duckdb_would(spark, tmp_path, capsys):
+    """``ingest --engine spark --parquet DIR`` (in this process: it uses the running session) reports what the
+    DuckDB ingest reports for the messy file with its guessed mapping overridden, and the other commands read the
+    folder it wrote as the one DuckDB writes."""
+    import json
+
+    from clm_core.cli import main
+
+    path = tmp_path / "messy.csv"
+    path.write_text(MESSY)
+    common = [str(path), "--map", "amount=", "--segment", "country", "--json"]
+    assert main(["ingest", *common, "--db", str(tmp_path / "messy.duckdb"), "--parquet", str(tmp_path / "duck")]) == 0
+    on_duckdb = json.loads(capsys.readouterr().out)
+    assert main(["ingest", *common, "--engine", "spark", "--parquet", str(tmp_path / "lake")]) == 0
+    on_spark = json.loads(capsys.readouterr().out)
+    for key in ("mapping", "rows_in", "rows_kept", "rows_rejected", "rows_flagged", "duplicates_kept", "customers",
+                "orders", "first_date", "last_date", "notes"):
+        assert on_spark[key] == on_duckdb[key], key
+    assert on_spark["revenue"] == pytest.approx(on_duckdb["revenue"], rel=1e-12)
+    assert on_spark["rows_kept"] + sum(on_spark["rows_rejected"].values()) == on_spark["rows_in"] == 43
+    for folder in ("duck", "lake"):
+        assert main(["cohorts", "--engine", "spark", "--source", str(tmp_path / folder), "--json"]) == 0
+    from_duckdb, from_spark = (json.loads(part) for part in capsys.readouterr().out.strip().split("\n"))
+    assert from_spark == from_duckdb
+
+
+def test_cli_ingest_on_spark_bad_input_is_one_line(spark, tmp_path, capsys):
+    from clm_core.cli import main
+
+    path = tmp_path / "messy.csv"
+    path.write_text(MESSY)
+    for args, message in (
+        ([str(path), "--engine", "spark"], "give --parquet DIR"),
+        ([str(path), "--engine", "spark", "--parquet", str(tmp_path / "a"), "--map", "customer_id=nope"],
+         "nope"),
+        ([str(tmp_path / "nothing_here.csv"), "--engine", "spark", "--parquet", str(tmp_path / "b")],
+         "nothing_here.csv"),
+        ([str(path), "--kind", "csv", "--db", str(tmp_path / "x.duckdb")], "--kind and --encoding are for"),
+    ):
+        assert main(["ingest", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
