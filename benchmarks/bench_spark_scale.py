@@ -2,6 +2,7 @@
 
     python benchmarks/bench_spark_scale.py                  # 1 M, 10 M and 100 M rows
     python benchmarks/bench_spark_scale.py --sizes 1 10     # millions of rows
+    python benchmarks/bench_spark_scale.py --sizes 100 --stages cohorts customers histories
     python benchmarks/bench_spark_scale.py --master local[2] --conf spark.driver.memory=4g
 
 The 1 M and 10 M lakes are the project's seeded generator (115,000 and 1,150,000 customers, about 8.7 rows each)
@@ -12,7 +13,8 @@ so 11.5 M customers with the same purchase patterns, written by Spark without pa
 The job, per size, in a fresh process (so each size's peaks are its own): the cohort activity by month (a few
 hundred rows, collected), the customer table written as Parquet (one row per customer, nothing collected), the
 CLV models' input aggregated to distinct (frequency, recency, T) histories (collected: bounded by the days of
-data, not the customers) and the product interactions written as Parquet. Printed per stage: seconds, seconds
+data, not the customers), the product interactions written as Parquet, and CLV: the models fitted on the distinct
+histories and every customer scored on the executors and written as Parquet. Printed per stage: seconds, seconds
 per million rows, the peak resident memory of this Python process (the driver's Python side: what a collect
 would blow up) and of the JVM (in local mode the driver and the executors; its heap is capped by
 ``spark.driver.memory``). Spark's scratch files go to ``benchmarks/out/spark_scratch``, not /tmp. Run it on an
@@ -39,6 +41,7 @@ from benchmarks.bench_spark import _jvm_pid, _peak_mb, _reset_peak  # noqa: E402
 
 CUSTOMERS_PER_MILLION_ROWS = 115_000
 COPIES = 10  # the 100 M lake: this many renamed copies of the 10 M one
+STAGES = ("cohorts", "customers", "histories", "interactions", "clv")
 
 
 def _lake(millions: int) -> Path:
@@ -104,16 +107,17 @@ def _run_size(millions: int, args: argparse.Namespace) -> None:
     rows = int(engine.query("dataset_totals")["rows"].iloc[0])
     scratch = OUT / f"spark_results_{millions}m"
     shutil.rmtree(scratch, ignore_errors=True)
-    stages = [
-        ("cohort activity (month), collected", lambda: engine.query("cohort_activity", period="month")),
-        ("customer table -> Parquet", lambda: engine.write_parquet(
+    stages = {
+        "cohorts": ("cohort activity (month), collected", lambda: engine.query("cohort_activity", period="month")),
+        "customers": ("customer table -> Parquet", lambda: engine.write_parquet(
             "customer_table", scratch / "customer_table", cutoff=last, sample_per_mille=1000)),
-        ("CLV input: distinct histories, collected", lambda: engine.distinct_histories(last)),
-        ("product interactions -> Parquet", lambda: engine.write_parquet(
+        "histories": ("CLV input: distinct histories, collected", lambda: engine.distinct_histories(last)),
+        "interactions": ("product interactions -> Parquet", lambda: engine.write_parquet(
             "customer_product_interactions", scratch / "interactions", start=first, end=last)),
-    ]
+        "clv": ("CLV fitted, every customer scored -> Parquet", lambda: _clv(engine, scratch / "clv")),
+    }
     print(f"  {rows:,} rows", flush=True)
-    for label, step in stages:
+    for label, step in (stages[name] for name in args.stages):
         for pid in pids:
             _reset_peak(pid)
         started = time.perf_counter()
@@ -126,12 +130,24 @@ def _run_size(millions: int, args: argparse.Namespace) -> None:
     session.stop()
 
 
+def _clv(engine, out: Path) -> None:
+    """BG/NBD and Gamma-Gamma fitted on the distinct histories and spend pairs, every customer scored on the
+    executors (mapInPandas) and written: :func:`clm_core.spark_analytics.clv_on_spark`."""
+    from clm_core.spark_analytics import clv_on_spark
+
+    result = clv_on_spark(engine, out)
+    print(f"    {result.customers:,} customers scored from {result.histories:,} distinct histories; "
+          f"total CLV {result.total:,.0f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100], choices=[1, 10, 100],
                         help="millions of rows")
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark setting")
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES,
+                        help="which stages to run (default: all)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size in this process
     args = parser.parse_args()
     if args.one is not None:
@@ -142,7 +158,7 @@ def main() -> None:
             _prepare_generated(needed)
     for millions in args.sizes:
         print(f"{millions} M rows, Spark {args.master}", flush=True)
-        command = [sys.executable, __file__, "--one", str(millions), "--master", args.master,
+        command = [sys.executable, __file__, "--one", str(millions), "--master", args.master, "--stages", *args.stages,
                    *[part for setting in args.conf for part in ("--conf", setting)]]
         subprocess.run(command, check=True)
 
