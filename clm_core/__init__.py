@@ -17,11 +17,16 @@ def use_one_blas_thread() -> None:
     global _blas_limited
     if not _blas_limited:
         import os
+        import threading
 
         from threadpoolctl import threadpool_limits
 
         # numpy and scipy each bundle their own OpenBLAS, loaded when first imported: the variable reaches those
-        # not loaded yet, threadpoolctl those already loaded.
+        # not loaded yet, threadpoolctl those already loaded. threadpoolctl runs on a thread of its own: called
+        # on a Streamlit script thread, it kept that session's state alive after the session ended, so its
+        # folder was never removed (tests/browser/test_session_lifecycle.py).
         os.environ["OPENBLAS_NUM_THREADS"] = "1"
-        threadpool_limits(1, user_api="blas")
+        worker = threading.Thread(target=threadpool_limits, args=(1,), kwargs={"user_api": "blas"})
+        worker.start()
+        worker.join()
         _blas_limited = True
