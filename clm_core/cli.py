@@ -278,6 +278,20 @@ def _date_argument(text: str | None, option: str = "--calibration-end") -> date 
         raise ClmError(f"{option} takes a date like 1997-09-30, got {text!r}.") from None
 
 
+def _fit_report(args: argparse.Namespace, reported) -> dict:
+    """The fitted model's part of ``clv``'s result, the same on both engines."""
+    return {
+        "model": args.model,
+        "unit": args.unit,
+        "params": {name: float(value) for name, value in reported.params_.items()},
+        "params_se": {name: _number_or_none(value) for name, value in reported.params_se_.items()},
+        "converged": reported.converged_,
+        "params_at_bound": list(reported.at_bound_),
+        "log_likelihood": reported.log_likelihood_,
+        "customers_fitted": reported.n_customers_,
+    }
+
+
 def _clv(args: argparse.Namespace) -> dict:
     from clm_core import clv
     from clm_core.clv_diagnostics import diagnose
@@ -301,19 +315,8 @@ def _clv(args: argparse.Namespace) -> dict:
         purchase_model = "bgnbd" if args.model == "gg" else args.model
         fitted = clv.fit_clv_models(summary, purchase_model=purchase_model, with_spend=has_money)
         reported = fitted.spend if args.model == "gg" else fitted.purchase
-        result = {
-            "model": args.model,
-            "unit": args.unit,
-            "params": {name: float(value) for name, value in reported.params_.items()},
-            "params_se": {name: _number_or_none(value) for name, value in reported.params_se_.items()},
-            "converged": reported.converged_,
-            "params_at_bound": list(reported.at_bound_),
-            "log_likelihood": reported.log_likelihood_,
-            "customers": len(summary.frame),
-            "customers_fitted": reported.n_customers_,
-            "observation_end": summary.observation_end.isoformat(),
-            "notes": fitted.notes,
-        }
+        result = {**_fit_report(args, reported), "customers": len(summary.frame),
+                  "observation_end": summary.observation_end.isoformat(), "notes": fitted.notes}
         if calibration_end is not None:
             check = clv.holdout_spend(summary, fitted) if args.model == "gg" else clv.holdout_totals(summary, fitted)
             result.update({
@@ -355,15 +358,8 @@ def _clv_on_spark(args: argparse.Namespace, calibration_end: date | None) -> dic
                            monthly_discount_rate=args.discount_rate, margin=args.margin)
     reported = run.fitted.spend if args.model == "gg" else run.fitted.purchase
     result = {
-        "model": args.model,
-        "unit": args.unit,
-        "params": {name: float(value) for name, value in reported.params_.items()},
-        "params_se": {name: _number_or_none(value) for name, value in reported.params_se_.items()},
-        "converged": reported.converged_,
-        "params_at_bound": list(reported.at_bound_),
-        "log_likelihood": reported.log_likelihood_,
+        **_fit_report(args, reported),
         "customers": run.customers,
-        "customers_fitted": reported.n_customers_,
         "observation_end": run.observation_end.isoformat(),
         "notes": run.notes,
         "engine": "spark",
