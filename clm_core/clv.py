@@ -323,6 +323,16 @@ def _log_gradient_spend(spend: GammaGammaModel, frequency, monetary_value) -> np
     return np.column_stack([1 - p * x / denominator, -q / denominator, gamma / (gamma + m * x)])
 
 
+def check_scoring_settings(horizon_months: int, monthly_discount_rate: float, level: float) -> None:
+    """:class:`ValueError` for a horizon, discount rate or interval level :func:`predict_clv` cannot use."""
+    if horizon_months < 1:
+        raise ValueError("horizon_months must be at least 1")
+    if not 0 <= monthly_discount_rate < 1:
+        raise ValueError("monthly_discount_rate must be in [0, 1)")
+    if not 0 < level < 1:
+        raise ValueError("level must be between 0 and 1")
+
+
 def predict_clv(
     summary: CustomerSummary,
     fitted: FittedCLV,
@@ -340,12 +350,7 @@ def predict_clv(
     file's currency), ``clv_low`` and ``clv_high`` (absent without a spend model;
     NaN when the models have no standard errors).
     """
-    if horizon_months < 1:
-        raise ValueError("horizon_months must be at least 1")
-    if not 0 <= monthly_discount_rate < 1:
-        raise ValueError("monthly_discount_rate must be in [0, 1)")
-    if not 0 < level < 1:
-        raise ValueError("level must be between 0 and 1")
+    check_scoring_settings(horizon_months, monthly_discount_rate, level)
     (x, recency, T), _, inverse = summary.compressed
     horizon = dict(month=DAYS_PER_MONTH / UNITS[summary.unit], horizon_months=horizon_months,
                    monthly_discount_rate=monthly_discount_rate)

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from clm_core.churn import _EXAMPLE_CUSTOMERS, ChurnResult, churn_from_workspace, risk_band, suggest_horizon
-from clm_core.clv import PURCHASE_MODELS, UNITS, FittedCLV
+from clm_core.clv import PURCHASE_MODELS, UNITS, FittedCLV, check_scoring_settings
 from clm_core.clv_models import BetaGeoModel, GammaGammaModel
 from clm_core.customers import data_span
 from clm_core.errors import ClmError, DataRangeError, SchemaError
@@ -278,12 +278,7 @@ def clv_on_spark(engine: SparkEngine, out: str | Path, *, purchase_model: str = 
         raise ValueError(f"purchase_model must be one of {', '.join(PURCHASE_MODELS)}")
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {', '.join(UNITS)}")
-    if horizon_months < 1:
-        raise ValueError("horizon_months must be at least 1")
-    if not 0 <= monthly_discount_rate < 1:
-        raise ValueError("monthly_discount_rate must be in [0, 1)")
-    if not 0 < level < 1:
-        raise ValueError("level must be between 0 and 1")
+    check_scoring_settings(horizon_months, monthly_discount_rate, level)  # before any Spark work
     dataset = engine.dataset
     with_spend = dataset.has_money if with_spend is None else with_spend
     span = data_span(engine)
