@@ -111,3 +111,11 @@ def spark_engine_for(workspace, folder, spark):
 
     workspace.write_parquet(folder)
     return SparkEngine.from_parquet(folder, session=spark)
+
+
+@pytest.fixture(scope="session")
+def online_retail_spark(spark, online_retail_workspace, tmp_path_factory):
+    """(the Online Retail workspace, a SparkEngine over the lake folder it writes): written once for every Spark
+    test module."""
+    workspace, _ = online_retail_workspace
+    return workspace, spark_engine_for(workspace, tmp_path_factory.mktemp("or_lake"), spark)

@@ -35,12 +35,6 @@ def demo(spark, tmp_path_factory):
     workspace.close()
 
 
-@pytest.fixture(scope="module")
-def online_retail(spark, online_retail_workspace, tmp_path_factory):
-    workspace, _ = online_retail_workspace
-    return workspace, spark_engine_for(workspace, tmp_path_factory.mktemp("or_lake"), spark)
-
-
 def _by_customer(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("customer_id", ignore_index=True)
 
@@ -60,10 +54,10 @@ def _same_customers(written: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 # On Online Retail (on the demo data: test_cli_clv_and_segments_on_spark_equal_the_workspace_ones). BG/NBD:
 # Pareto/NBD is fitted by the same call on the same rows, but takes a minute on the demo data alone.
-def test_clv_on_spark_fits_and_scores_as_duckdb(online_retail, tmp_path):
+def test_clv_on_spark_fits_and_scores_as_duckdb(online_retail_spark, tmp_path):
     from clm_core.spark_analytics import clv_on_spark
 
-    workspace, engine = online_retail
+    workspace, engine = online_retail_spark
     first, last = data_span(workspace)
     calibration_end = clv.default_calibration_end(first, last)
     summary = clv.customer_summary(workspace, unit="week", calibration_end=calibration_end)
@@ -123,10 +117,10 @@ def test_spend_model_past_its_row_limit_is_fitted_on_a_fixed_sample_of_customers
 
 # --- churn ----------------------------------------------------------------------------------------------------
 
-def test_churn_scores_on_spark_equal_duckdb_scores_of_the_same_model(online_retail, tmp_path):
+def test_churn_scores_on_spark_equal_duckdb_scores_of_the_same_model(online_retail_spark, tmp_path):
     from clm_core.spark_analytics import score_churn_on_spark
 
-    workspace, engine = online_retail
+    workspace, engine = online_retail_spark
     result = churn_from_workspace(workspace)
     assert result.predictive
 
@@ -165,10 +159,10 @@ def test_without_a_predictive_model_spark_ranks_by_how_overdue_customers_are(dem
 
 # On Online Retail in the middle of the data (on the demo data as of its last day:
 # test_cli_clv_and_segments_on_spark_equal_the_workspace_ones).
-def test_segments_and_stages_on_spark_equal_duckdb(online_retail, tmp_path):
+def test_segments_and_stages_on_spark_equal_duckdb(online_retail_spark, tmp_path):
     from clm_core.spark_analytics import segments_on_spark
 
-    workspace, engine = online_retail
+    workspace, engine = online_retail_spark
     first, last = data_span(workspace)
     as_of = first + (last - first) / 2
     expected = segment_customers(workspace, as_of=as_of)
@@ -186,10 +180,10 @@ def test_segments_and_stages_on_spark_equal_duckdb(online_retail, tmp_path):
                                   rtol=1e-12)
 
 
-def test_the_stage_facts_query_gives_the_timeline_facts(demo, online_retail):
+def test_the_stage_facts_query_gives_the_timeline_facts(demo, online_retail_spark):
     # The query Spark reads frequency trends and comebacks from, run by DuckDB, against the numpy timeline
     # clm_core.segments computes them from.
-    for workspace, _ in (demo, online_retail):
+    for workspace, _ in (demo, online_retail_spark):
         first, last = data_span(workspace)
         for as_of in (last, first + (last - first) / 3):
             facts = stage_facts(purchase_timeline(workspace, as_of), as_of)

@@ -33,12 +33,6 @@ def demo(spark, tmp_path_factory):
     workspace.close()
 
 
-@pytest.fixture(scope="module")
-def online_retail(spark, online_retail_workspace, tmp_path_factory):
-    workspace, _ = online_retail_workspace
-    return workspace, spark_engine_for(workspace, tmp_path_factory.mktemp("or_parquet"), spark)
-
-
 def _cases(workspace: Workspace, *, every_period: bool) -> list[tuple[str, dict]]:
     """Every named query but the sampled draw, with parameters as the analytics pass them."""
     first, last = data_span(workspace)
@@ -146,8 +140,8 @@ _ONLINE_RETAIL_QUERIES = {"dataset_totals", "customer_purchases", "purchase_day_
                           "customer_product_interactions", "cohort_activity", "cohort_last_purchase"}
 
 
-def test_chosen_queries_match_duckdb_on_online_retail(online_retail):
-    _check_every_query(online_retail, every_period=False, only=_ONLINE_RETAIL_QUERIES)
+def test_chosen_queries_match_duckdb_on_online_retail(online_retail_spark):
+    _check_every_query(online_retail_spark, every_period=False, only=_ONLINE_RETAIL_QUERIES)
 
 
 @pytest.mark.parametrize("definition, split", [
@@ -163,8 +157,8 @@ def test_cohort_tables_match(demo, definition, split):
     assert on_spark.notes == duck.notes
 
 
-def test_customer_tables_match(demo, online_retail):
-    for workspace, engine in (demo, online_retail):
+def test_customer_tables_match(demo, online_retail_spark):
+    for workspace, engine in (demo, online_retail_spark):
         pd.testing.assert_frame_equal(customer_table(engine), customer_table(workspace), check_exact=False,
                                       rtol=1e-12)
 
@@ -205,11 +199,11 @@ def test_labels_kept_on_spark_split_cohorts_as_stored_ones_do(demo, spark, tmp_p
     assert engine.customer_labels_info() == workspace.customer_labels_info()  # each engine keeps its own
 
 
-def test_clv_fitted_on_spark_histories_matches_the_fit_on_every_customer(demo, online_retail):
+def test_clv_fitted_on_spark_histories_matches_the_fit_on_every_customer(demo, online_retail_spark):
     from clm_core.clv import customer_summary
     from clm_core.clv_models import BetaGeoModel
 
-    for workspace, engine in (online_retail, demo):
+    for workspace, engine in (online_retail_spark, demo):
         summary = customer_summary(workspace, unit="week")
         histories = engine.distinct_histories(summary.observation_end)
         # What reaches the driver is the distinct histories, the rows the DuckDB path compresses the customers to
