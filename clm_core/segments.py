@@ -575,7 +575,7 @@ def _silhouettes(points: np.ndarray, labelings: list[np.ndarray], chunk: int = 5
 
 
 def _kmeans(points: np.ndarray, sample: np.ndarray, k: int | None, k_range: tuple[int, int],
-            random_state: int) -> tuple[np.ndarray, pd.DataFrame]:
+            random_state: int, known: pd.DataFrame | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     from sklearn.cluster import KMeans
 
     fit_points = points[sample]
@@ -583,7 +583,11 @@ def _kmeans(points: np.ndarray, sample: np.ndarray, k: int | None, k_range: tupl
     candidates = [k] if k is not None else list(range(k_range[0], k_range[1] + 1))
     models = {candidate: KMeans(n_clusters=candidate, n_init=4, random_state=random_state).fit(fit_points)
               for candidate in candidates}
-    scores = _silhouettes(silhouette_points, [models[c].predict(silhouette_points) for c in candidates])
+    known_scores = {} if known is None else dict(zip(known["k"], known["silhouette"]))
+    if all(candidate in known_scores for candidate in candidates):  # the pairwise distances, most of the time
+        scores = [known_scores[candidate] for candidate in candidates]
+    else:
+        scores = _silhouettes(silhouette_points, [models[c].predict(silhouette_points) for c in candidates])
     silhouette = pd.DataFrame({"k": candidates, "silhouette": scores})
     best = int(silhouette.loc[silhouette["silhouette"].fillna(-2).idxmax(), "k"])
     model = models[best]
@@ -610,7 +614,8 @@ def _dbscan(points: np.ndarray, sample: np.ndarray, eps: float, min_samples: int
 
 def cluster_customers(table: pd.DataFrame, *, method: str = "kmeans", k: int | None = None,
                       k_range: tuple[int, int] = (2, 8), features: tuple[str, ...] | list[str] = (),
-                      eps: float = 0.5, min_samples: int = 10, random_state: int = 0) -> ClusterResult:
+                      eps: float = 0.5, min_samples: int = 10, random_state: int = 0,
+                      known_silhouettes: pd.DataFrame | None = None) -> ClusterResult:
     """Clusters of the customers in ``table`` (the customer table) who bought, on log-scaled, standardized
     recency, purchase days and purchase value (value only with amounts) plus the numeric ``features`` named
     (missing values take the median; negative values keep their sign: sign(x) log(1 + |x|)).
@@ -623,6 +628,9 @@ def cluster_customers(table: pd.DataFrame, *, method: str = "kmeans", k: int | N
     within ``eps`` of a core join its group; the others are outliers, cluster -1. DBSCAN runs on the same
     sample (``min_samples`` counts neighbours in it), and the other customers join the group of their nearest
     core within ``eps``, else are outliers. ``random_state`` fixes the sample and the k-means starts.
+
+    ``known_silhouettes``: the ``silhouette`` table of an earlier k-means run on the same customers, features
+    and ``random_state`` (each k fitted there is fitted here alike): a k found in it is not scored again.
     """
     if method not in ("kmeans", "dbscan"):
         raise ValueError("method is 'kmeans' or 'dbscan'")
@@ -656,7 +664,7 @@ def cluster_customers(table: pd.DataFrame, *, method: str = "kmeans", k: int | N
     # (Online Retail's k-means and silhouettes: 8 s on two cores, 1.5 s on one).
     with threadpool_limits(1):
         if method == "kmeans":
-            labels, silhouette = _kmeans(points, sample, k, k_range, random_state)
+            labels, silhouette = _kmeans(points, sample, k, k_range, random_state, known_silhouettes)
         else:
             labels = _dbscan(points, sample, eps, min_samples)
             silhouette = pd.DataFrame([{"k": int(len(np.unique(labels[labels >= 0]))),

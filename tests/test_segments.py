@@ -513,6 +513,20 @@ def test_kmeans_picks_k_by_silhouette_and_describes_clusters_on_online_retail(on
     assert clusters.profiles["description"].str.len().gt(0).all()
 
 
+def test_a_chosen_k_reuses_the_best_runs_silhouettes_and_gets_the_same_clusters(online_retail):
+    _, table, _ = online_retail
+    best = cluster_customers(table)
+    alone = cluster_customers(table, k=4)
+    reused = cluster_customers(table, k=4, known_silhouettes=best.silhouette)
+    assert reused.silhouette.equals(alone.silhouette)
+    assert reused.silhouette["silhouette"].iloc[0] == best.silhouette.set_index("k").loc[4, "silhouette"]
+    pd.testing.assert_frame_equal(reused.labels, alone.labels)
+    pd.testing.assert_frame_equal(reused.profiles, alone.profiles)
+    # A k the earlier run did not score is scored.
+    assert cluster_customers(table, k=9, known_silhouettes=best.silhouette).silhouette.equals(
+        cluster_customers(table, k=9).silhouette)
+
+
 def _three_groups() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     groups = [  # recency, purchase days, purchase value
