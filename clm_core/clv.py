@@ -40,7 +40,7 @@ rescorings instead of hundreds. They do not include the customers' own chance
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from datetime import date
 
@@ -239,6 +239,16 @@ def fit_clv_models(summary: CustomerSummary, *, purchase_model: str = "bgnbd", w
                          "nothing after returns): they are outside the spend model, and their expected order value "
                          "and CLV are 0, not an average customer's.")
     return FittedCLV(purchase_key=purchase_model, purchase=purchase, spend=spend, unit=summary.unit, notes=notes)
+
+
+def in_time_unit(fitted: FittedCLV, summary: CustomerSummary) -> FittedCLV:
+    """``fitted`` (fitted on a summary in another time unit, of the same customers and dates) in ``summary``'s
+    unit, without a new search: the purchase model's time scales converted
+    (:meth:`~clm_core.clv_models._PurchaseModel.in_time_unit`); the spend model does not depend on time."""
+    (x, recency, T), counts, _ = summary.compressed
+    factor = UNITS[fitted.unit] / UNITS[summary.unit]
+    purchase = fitted.purchase.in_time_unit(factor, x, recency, T, weights=counts)
+    return replace(fitted, purchase=purchase, unit=summary.unit, notes=list(fitted.notes))
 
 
 def spend_outside_model(frequency, monetary_value) -> np.ndarray:

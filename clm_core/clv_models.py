@@ -35,6 +35,8 @@ Hessian, ``params_se_`` its delta-method translation to the parameters.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 from scipy import optimize
@@ -420,11 +422,38 @@ def _check_purchase_data(frequency, recency, T) -> tuple[np.ndarray, np.ndarray,
 class _PurchaseModel(_Model):
     """A model of how many purchases customers make and whether they are still alive."""
 
+    # The parameters measured in time units (rate scales): the others are pure numbers.
+    time_scales: tuple[str, ...] = ("alpha",)
+
     def fit(self, frequency, recency, T, *, weights=None) -> "_PurchaseModel":
         """Fit by maximum likelihood; returns self with ``params_`` and ``log_likelihood_``."""
         data = _check_purchase_data(frequency, recency, T)
         self._fit(data, weights)
         return self
+
+    def in_time_unit(self, factor: float, frequency, recency, T, *, weights=None) -> "_PurchaseModel":
+        """This fit with time counted in a unit ``factor`` times shorter (weeks to days: 7), on ``frequency,
+        recency, T`` in that unit (this fit's data, times ``factor``): a new fitted model.
+
+        Multiplying every duration by ``factor`` multiplies each customer's likelihood by ``factor ** -x`` at the
+        parameters whose time scales (:attr:`time_scales`) are multiplied by ``factor``, a constant, so the maximum
+        likelihood estimate in the new unit is this one with its time scales multiplied by ``factor``: what a
+        fit in that unit finds, without the search (which for Pareto/NBD in days takes seconds). The standard
+        errors scale with their parameters (the covariance, of the log-parameters, is unchanged); the
+        log-likelihood is that of the data in the new unit. Only without a penalty, which is not invariant."""
+        self._check_fitted()
+        if self.penalizer:
+            raise ValueError("A penalised fit depends on the time unit: fit it in the new unit instead.")
+        data = _check_purchase_data(frequency, recency, T)
+        scale = pd.Series([factor if name in self.time_scales else 1.0 for name in self.param_names],
+                          index=list(self.param_names))
+        moved = copy.deepcopy(self)
+        moved.params_ = (self.params_ * scale).rename("value")
+        moved.params_se_ = (self.params_se_ * scale).rename("se")
+        weights = np.ones(len(data[0])) if weights is None else np.asarray(weights, dtype=float)
+        with np.errstate(all="ignore"):
+            moved.log_likelihood_ = float(weights @ moved._row_log_likelihood(moved.params_.to_numpy(), _Rows(data)))
+        return moved
 
     def log_likelihood(self, frequency, recency, T) -> np.ndarray:
         """Per-customer log-likelihood at the fitted (or set) parameters."""
@@ -549,6 +578,7 @@ class ParetoNBDModel(_PurchaseModel):
     """Pareto/NBD: parameters ``r, alpha`` (purchase rate) and ``s, beta`` (lifetime)."""
 
     param_names = ("r", "alpha", "s", "beta")
+    time_scales = ("alpha", "beta")
     label = "Pareto/NBD"
     dropout_shape = "s"
     _dropout_parameters = ("s", "beta")

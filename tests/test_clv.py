@@ -17,6 +17,7 @@ from clm_core.clv import (
     fit_clv_models,
     holdout_by_frequency,
     holdout_totals,
+    in_time_unit,
     predict_clv,
     predict_customers,
     probability_alive_matrix,
@@ -105,6 +106,24 @@ def test_pareto_nbd_reproduces_the_published_cdnow_fit(cdnow_summary):
     fitted = fit_clv_models(cdnow_summary, purchase_model="pareto", with_spend=False)
     _assert_published(fitted.purchase.params_, PUBLISHED_PARETO)
     assert fitted.spend is None
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "pareto"])
+def test_a_fit_in_weeks_converted_to_days_is_the_fit_in_days(cdnow, model):
+    weeks = fit_clv_models(customer_summary(cdnow, unit="week", calibration_end=CALIBRATION_END),
+                           purchase_model=model)
+    in_days = customer_summary(cdnow, unit="day", calibration_end=CALIBRATION_END)
+    searched = fit_clv_models(in_days, purchase_model=model)  # the optimiser, in days
+    converted = in_time_unit(weeks, in_days)
+    assert converted.unit == "day"
+    assert_allclose(converted.purchase.params_, searched.purchase.params_, rtol=2e-4)
+    assert_allclose(converted.purchase.params_se_, searched.purchase.params_se_, rtol=2e-3)
+    assert converted.purchase.log_likelihood_ == pytest.approx(searched.purchase.log_likelihood_, abs=1e-4)
+    assert converted.purchase.log_likelihood_ != pytest.approx(weeks.purchase.log_likelihood_)  # days' data
+    assert converted.spend is weeks.spend
+    ours, theirs = predict_clv(in_days, converted).scores, predict_clv(in_days, searched).scores
+    assert_allclose(ours["clv"], theirs["clv"], rtol=1e-4)
+    assert_allclose(ours["probability_alive"], theirs["probability_alive"], rtol=1e-4)
 
 
 def test_validation_tables_add_up(cdnow, cdnow_summary):
