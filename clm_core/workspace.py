@@ -177,6 +177,9 @@ class Workspace:
         # runs on a cursor of its own, so a page re-run that starts while the last one still reads never finds
         # the connection busy. Loads are serialised.
         self._load_lock = threading.RLock()
+        # Held while a build replaces the dataset, and by readers that must see one dataset throughout
+        # (:meth:`dataset_held`).
+        self._swap_lock = threading.RLock()
         self._staged: StagedFile | None = None  # the file whose rows are in the raw table now
         self._cursors: set[duckdb.DuckDBPyConnection] = set()
 
@@ -191,6 +194,14 @@ class Workspace:
         finally:
             self._cursors.discard(cursor)
             cursor.close()
+
+    @contextmanager
+    def dataset_held(self) -> Iterator[None]:
+        """While inside, no load replaces the dataset (a build waits until the reader leaves): for a reader whose
+        queries must all see one dataset, such as a computation kept under the dataset's fingerprint that runs
+        while the user may load another file."""
+        with self._swap_lock:
+            yield
 
     def interrupt(self) -> None:
         """Stop whatever this workspace is computing (server shutdown); the interrupted call raises."""
@@ -255,7 +266,8 @@ class Workspace:
                 raise InputFileError(f"'{staged.name}' is no longer waiting to be loaded (another file was read, or "
                                      "it was loaded already). Read the file again.")
             try:
-                return self._build(staged, mapping, options)
+                with self._swap_lock:
+                    return self._build(staged, mapping, options)
             except duckdb.OutOfMemoryException as error:
                 raise _out_of_memory() from error
 

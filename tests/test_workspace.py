@@ -54,3 +54,33 @@ def test_running_out_of_memory_is_a_user_error(tmp_path, monkeypatch):
             cursor.execute("SELECT list(range) FROM range(60000000)").fetchall()
     assert "\n" not in str(caught.value) and str(tmp_path) not in str(caught.value)
     workspace.close()
+
+
+def test_a_load_waits_while_a_reader_holds_the_dataset(tmp_path, cdnow_sample_path):
+    """A background computation kept under the dataset's fingerprint reads one dataset throughout: a load that
+    comes meanwhile replaces the dataset only after the reader lets go."""
+    workspace = Workspace(tmp_path / "ws.duckdb")
+    workspace.ingest(DEMO_FILE)
+    demo = workspace.dataset.fingerprint
+    seen: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with workspace.dataset_held():
+            holding.set()
+            release.wait(timeout=60)
+            seen.append(workspace.dataset.fingerprint)  # still the demo: the load below is waiting
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    holding.wait(timeout=60)
+    loading = threading.Thread(target=workspace.ingest, args=(cdnow_sample_path,))
+    loading.start()
+    loading.join(timeout=2)
+    assert loading.is_alive()  # waiting for the reader
+    release.set()
+    thread.join(timeout=60)
+    loading.join(timeout=120)
+    assert seen == [demo]
+    assert workspace.dataset.fingerprint != demo  # loaded once the reader let go
+    workspace.close()
