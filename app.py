@@ -30,5 +30,6 @@ with st.sidebar:
         dataset = ws.dataset
         st.caption("Dataset in use")
         st.markdown(f"**{app_state.plain(dataset.name)}**  \n{dataset.report.rows_kept:,} rows")
+        app_state.prepare_ahead(dataset.fingerprint, ws)  # the other pages' first computations, in the background
     else:
         st.caption("No dataset loaded")

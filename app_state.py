@@ -11,6 +11,7 @@ options) plus the settings; the workspace argument is underscored so it stays ou
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import re
@@ -47,7 +48,8 @@ _LOGGER = logging.getLogger(__name__)
 # --- start-up ---------------------------------------------------------------------------------------------------
 # The model pages need scikit-learn and SciPy, which take a second or more to import: a background thread
 # imports them once per server process while the user is still on the first page.
-_MODEL_MODULES = ("clm_core.churn", "clm_core.clv", "clm_core.clv_diagnostics", "clm_core.charts")
+_MODEL_MODULES = ("clm_core.churn", "clm_core.clv", "clm_core.clv_diagnostics", "clm_core.charts",
+                  "clm_core.recommend", "clm_core.actions", "clm_core.segments", "clm_core.customer_view")
 
 
 def _import_model_modules() -> None:
@@ -355,7 +357,12 @@ def cached_clv_fit_attempt(fingerprint: str, _ws: Workspace, purchase_model: str
     started = time.perf_counter()
     try:
         summary = clv.customer_summary(_ws, unit=unit, calibration_end=calibration_end)
-        fitted = clv.fit_clv_models(summary, purchase_model=purchase_model, with_spend=_ws.dataset.has_money)
+        weeks = (cached_clv_fit_attempt(fingerprint, _ws, purchase_model, "week", calibration_end) if unit != "week"
+                 else None)
+        if weeks is not None and weeks.error is None:  # the same estimate, converted: no new search
+            fitted = clv.in_time_unit(weeks.result[1], summary)
+        else:
+            fitted = clv.fit_clv_models(summary, purchase_model=purchase_model, with_spend=_ws.dataset.has_money)
     except ClmError as error:
         return FitAttempt(None, error, time.perf_counter() - started)
     return FitAttempt((summary, fitted), None, time.perf_counter() - started)
@@ -386,6 +393,12 @@ def cached_export_customers(fingerprint: str, _ws: Workspace) -> pd.DataFrame:
     from clm_core.clv import export_customers
 
     return export_customers(_ws)
+
+
+# The Predictive CLV tab's settings until changed: horizon in months, monthly discount rate and margin in percent.
+CLV_HORIZON_MONTHS = 12
+CLV_MONTHLY_DISCOUNT_PCT = 1.0
+CLV_MARGIN_PCT = 100.0
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -689,10 +702,136 @@ def action_rules(fingerprint: str, ws: Workspace) -> pd.DataFrame:
     return edited if edited is not None else default_rules(cached_action_customers(fingerprint, ws, None)[0])
 
 
-def churn_horizon_in_use(fingerprint: str, ws: Workspace) -> int:
-    """The churn horizon the Churn risk page uses in this session (its suggestion until changed)."""
+def churn_horizon_bounds(fingerprint: str, ws: Workspace) -> tuple[int, int]:
+    """(the horizon the Churn risk page starts with: the suggestion, at most half the data's span; the most it
+    allows: half the span), in days."""
     suggested, _ = cached_churn_horizon(fingerprint, ws)
-    return int(st.session_state.get(f"churn_horizon_{fingerprint}", suggested))
+    summary = cached_summary(fingerprint, ws)
+    longest = max(8, (summary.last_date - summary.first_date).days // 2)
+    return min(suggested, longest), longest
+
+
+def churn_horizon_in_use(fingerprint: str, ws: Workspace) -> int:
+    """The churn horizon the Churn risk page uses in this session (where it starts until changed)."""
+    return int(st.session_state.get(f"churn_horizon_{fingerprint}", churn_horizon_bounds(fingerprint, ws)[0]))
+
+
+# --- preparing a dataset ahead of the user -------------------------------------------------------------------------
+# "0" turns it off (a server with many users and little CPU to spare).
+PREPARE_ENV = "CLM_PREPARE_AHEAD"
+
+
+def prepare_ahead(fingerprint: str, ws: Workspace) -> threading.Thread | None:
+    """Once per session and dataset, compute in a background thread what the pages show first, then what their
+    few-choice controls show (:func:`_preparations`), so a page or a control reached later is a re-render; the
+    thread, or None when nothing was started. Every step is a cached function the pages call with the same
+    arguments: a page reached before its step waits for it (one computation per key) instead of doing it twice.
+    A step holds the dataset (:meth:`Workspace.dataset_held`): a load waits for it to end, so nothing computed
+    from one file is kept under another's fingerprint; the thread stops when another dataset is loaded or the
+    session ends."""
+    if not _preparing() or st.session_state.get("prepared_fingerprint") == fingerprint:
+        return None
+    st.session_state["prepared_fingerprint"] = fingerprint
+    return _prepare_in_background(fingerprint, ws, lambda: _preparations(fingerprint, ws))
+
+
+def prepare_churn_horizons(fingerprint: str, ws: Workspace, horizon: int, step: int, longest: int) -> None:
+    """After the Churn risk page has shown ``horizon`` (with the check date its default): the horizons one
+    ``step`` either side trained in the background, once each per session, so the + and - of the horizon input
+    answer at once (another horizon typed in is trained when asked, under a spinner)."""
+    done = st.session_state.setdefault("prepared_churn_horizons", set())
+    wanted = [other for other in (horizon + step, horizon - step) if 7 <= other <= longest
+              and (fingerprint, other) not in done]
+    if not _preparing() or not wanted:
+        return
+    done.update((fingerprint, other) for other in wanted)
+    _prepare_in_background(fingerprint, ws, lambda: [
+        lambda other=other: cached_churn(fingerprint, ws, other, None, None) for other in wanted])
+
+
+def _preparing() -> bool:
+    return os.environ.get(PREPARE_ENV, "1").strip() != "0"
+
+
+def _prepare_in_background(fingerprint: str, ws: Workspace, steps) -> threading.Thread:
+    thread = threading.Thread(target=_prepare, args=(fingerprint, ws, steps), name="clm-prepare", daemon=True)
+    thread.start()
+    return thread
+
+
+def _prepare(fingerprint: str, ws: Workspace, steps) -> None:
+    """Run ``steps()``'s steps one after the other, each holding the dataset, while it is still the one of
+    ``fingerprint``; a step that fails is left to the page that needs it."""
+    wait_for_imports()  # never import the model modules beside the warm-up thread
+    try:
+        steps = steps()
+    except Exception as error:  # noqa: BLE001 - the pages compute what they need, and say what went wrong
+        _LOGGER.debug("Preparing %s failed: %s", fingerprint, error)
+        return
+    for step in steps:
+        try:
+            with ws.dataset_held():
+                if not ws.has_dataset or ws.dataset.fingerprint != fingerprint:
+                    return  # another file was loaded
+                step()
+        except duckdb.ConnectionException:
+            return  # the session ended: its workspace is closed
+        except Exception as error:  # noqa: BLE001 - the page that needs it computes it again, and says why
+            _LOGGER.debug("Preparing %s: %s failed: %s", fingerprint, getattr(step, "__name__", step), error)
+
+
+def _preparations(fingerprint: str, ws: Workspace) -> list:
+    """The steps, in the order of the pages (CLV, churn, recommendations and the customer page, segments), first
+    what each shows when opened, then the results of its controls with few choices: the other purchase model and
+    time unit and the default model check (CLV), the importance of the other churn models, every k-means k."""
+    from clm_core.actions import default_rules
+    from clm_core.churn import MODEL_NAMES
+    from clm_core.clv import default_calibration_end
+    from clm_core.customers import data_span
+    from clm_core.segments import StageSettings, default_segment_rules, validate_segment_rules
+
+    dataset = ws.dataset
+    first, last = data_span(ws)
+    discount, margin = CLV_MONTHLY_DISCOUNT_PCT / 100, CLV_MARGIN_PCT / 100
+
+    def clv(model: str, unit: str):
+        return lambda: (cached_clv_scores(fingerprint, ws, model, unit, CLV_HORIZON_MONTHS, discount, margin),
+                        cached_probability_alive(fingerprint, ws, model, unit))
+
+    def churn(model: str | None):
+        return lambda: cached_churn(fingerprint, ws, churn_horizon_bounds(fingerprint, ws)[0], None, model)
+
+    def actions():
+        horizon = churn_horizon_bounds(fingerprint, ws)[0]
+        rules = default_rules(cached_action_customers(fingerprint, ws, None)[0])
+        return cached_next_best_actions(fingerprint, ws, horizon, rules)
+
+    settings = dataclasses.astuple(StageSettings())
+    calibration_end = default_calibration_end(first, last)
+    steps = [
+        lambda: cached_full_customer_table(fingerprint, ws),
+        lambda: cached_customer_table(fingerprint, ws),
+        lambda: _cached_standard_labels(fingerprint, ws),
+        lambda: cached_customer_counts(fingerprint, ws),
+        clv("bgnbd", "week"),
+        churn(None),
+        lambda: cached_customer_value(fingerprint, ws),
+    ]
+    if dataset.has_products:
+        steps.append(lambda: cached_recommendations(fingerprint, ws, None, None, FIRST_TOP))
+    steps += [
+        actions,
+        lambda: cached_segments(fingerprint, ws, last, validate_segment_rules(default_segment_rules()), settings,
+                                False),
+        lambda: cached_clusters(fingerprint, ws, last, "kmeans", None, (2, 8), (), 0.5, 10),
+        lambda: cached_stage_history(fingerprint, ws, settings),
+        lambda: cached_clv_diagnostics(fingerprint, ws, "bgnbd", "week"),
+        lambda: cached_clv_check(fingerprint, ws, "bgnbd", "week", calibration_end),
+        clv("pareto", "week"),
+        clv("bgnbd", "day"),
+        *[churn(model) for model in MODEL_NAMES],
+    ]
+    return steps
 
 
 # --- segments and lifecycle stages -------------------------------------------------------------------------------
@@ -762,8 +901,12 @@ def cached_clusters(fingerprint: str, _ws: Workspace, as_of, method: str, k: int
                     features: tuple, eps: float, min_samples: int):
     from clm_core.segments import cluster_customers
 
+    known = None
+    if method == "kmeans" and k is not None and k_range[0] <= k <= k_range[1]:
+        # The page's first run (the best k) scored every k of the range: a chosen one needs no new silhouette.
+        known = cached_clusters(fingerprint, _ws, as_of, method, None, k_range, features, eps, min_samples).silhouette
     return cluster_customers(cached_customer_table_at(fingerprint, _ws, as_of), method=method, k=k, k_range=k_range,
-                             features=list(features), eps=eps, min_samples=min_samples)
+                             features=list(features), eps=eps, min_samples=min_samples, known_silhouettes=known)
 
 
 # --- customer labels (segments and stages) on every page --------------------------------------------------------

@@ -54,6 +54,8 @@ def show_quality(result: churn.ChurnResult) -> None:
         st.plotly_chart(charts.importance_figure(result.importance, churn.FEATURES), key="churn_importance")
 
 
+_HORIZON_STEP = 15  # days; the horizons one step either side of the one shown are trained in the background
+
 _LIST_NAMES = {"customer_id": "Customer", "risk": "Risk", "risk_band": "Risk band", "drivers": "Why",
                "last_purchase": "Last purchase", "days_since_last_purchase": "Days since last purchase",
                "orders": "Orders", "revenue": "Revenue", "clv": "CLV, next 12 months", **LABELS}
@@ -181,11 +183,11 @@ if mode == "transactions":
     except ClmError as error:
         st.error(app_state.plain(str(error)))
         st.stop()
-    span = (summary.last_date - summary.first_date).days
+    start, longest = app_state.churn_horizon_bounds(dataset.fingerprint, ws)
     controls = st.columns(3)
     horizon = int(controls[0].number_input(
-        "Horizon (days)", min_value=7, max_value=max(8, span // 2), value=min(suggested, max(8, span // 2)),
-        step=15, key=f"churn_horizon_{dataset.fingerprint}",
+        "Horizon (days)", min_value=7, max_value=longest, value=start,
+        step=_HORIZON_STEP, key=f"churn_horizon_{dataset.fingerprint}",
         help=f"A customer is lost when they make no purchase for this many days. Suggested: {suggested} days, which "
              "most of your repeat customers come back within (chart below)."))
     options = [None, *churn.MODEL_NAMES]
@@ -210,6 +212,8 @@ if mode == "transactions":
     except ClmError as error:
         st.error(app_state.plain(str(error)))
         st.stop()
+    if cutoff is None:
+        app_state.prepare_churn_horizons(dataset.fingerprint, ws, horizon, _HORIZON_STEP, longest)
     if not result.predictive:
         st.warning("On this data, who leaves cannot be predicted better than chance (or than days since the last "
                    "purchase alone). The list below is ranked by days since the last purchase against each "

@@ -165,8 +165,9 @@ def _model_settings(prefix: str, container) -> tuple[str, str]:
         help="BG/NBD: customers may stop right after a purchase (fast, the usual choice). Pareto/NBD: they may stop "
              "at any moment. Both predict how many purchases each customer will make.")
     unit = right.radio("Time unit", ["week", "day"], format_func=str.title, horizontal=True, key=f"{prefix}_unit",
-                       help="The unit the model counts time in. Predictions in money do not depend on it much; "
-                            "weeks are the convention.")
+                       help="The unit the model counts time in: its rate parameters (alpha, beta) are per week or "
+                            "per day; the predictions are the same (the fit in days is the fit in weeks, its time "
+                            "scales times 7). Weeks are the convention.")
     return purchase_model, unit
 
 
@@ -248,12 +249,14 @@ def _predictive() -> None:
     computation, under a spinner); horizon, discount rate and margin only re-score."""
     purchase_model, unit = _model_settings("clv_pred", st)
     row = st.columns(3)
-    horizon = row[0].slider("Horizon (months)", 1, 60, 12, key="clv_pred_horizon",
+    horizon = row[0].slider("Horizon (months)", 1, 60, app_state.CLV_HORIZON_MONTHS, key="clv_pred_horizon",
                             help="How far ahead to count each customer's purchases and value.")
     monthly_discount = row[1].number_input(
-        "Monthly discount rate (%)", min_value=0.0, max_value=10.0, value=1.0, step=0.25, key="clv_pred_discount",
+        "Monthly discount rate (%)", min_value=0.0, max_value=10.0, value=app_state.CLV_MONTHLY_DISCOUNT_PCT,
+        step=0.25, key="clv_pred_discount",
         help="Money next month is worth this much less than today; 1 % a month is about 12.7 % a year.")
-    margin_pct = row[2].number_input("Gross margin (%)", min_value=1.0, max_value=100.0, value=100.0, step=5.0,
+    margin_pct = row[2].number_input("Gross margin (%)", min_value=1.0, max_value=100.0, value=app_state.CLV_MARGIN_PCT,
+                                     step=5.0,
                                      key="clv_pred_margin",
                                      help="100 % gives CLV in revenue; set your margin for CLV in profit.")
     attempt, used = _fit(purchase_model, unit)

@@ -13,8 +13,9 @@ from clm_core.errors import ClmError  # noqa: E402
 from clm_core.export import to_csv_bytes  # noqa: E402
 from clm_core.recommend import METHOD_LABELS  # noqa: E402
 
-# Up to this many customers, the picker lists every id (it filters as you type); beyond, a search box finds them.
-_PICKER_LIMIT = 50_000
+# Up to this many customers, the picker lists every id (it filters as you type); beyond, the search box finds them
+# (a list of tens of thousands of ids is sent to the browser on every change and filters slowly as one types).
+_PICKER_LIMIT = 5_000
 
 st.title("Customer")
 dataset = app_state.require_dataset()

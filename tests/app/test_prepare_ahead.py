@@ -1,0 +1,71 @@
+"""The background preparation after a load: the pages, and their controls with few choices, find their results
+computed (the same cached calls with the same arguments), so nothing is computed again when they are opened."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import streamlit as st
+
+from clm_core import churn, clv, recommend, segments
+from tests.app.helpers import open_page
+
+
+def _wait_for_preparation() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "clm-prepare":
+            thread.join(timeout=600)
+            assert not thread.is_alive()
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("computed again instead of read from the preparation")
+
+
+# Page, then the session state its controls are set to, in turn; each must be served by the preparation.
+VISITS = [
+    ("pages/clv.py", [{"clv_tab": "Predictive CLV"}, {"clv_pred_unit": "day"}, {"clv_pred_unit": "week"},
+                      {"clv_pred_model": "pareto"}, {"clv_tab": "Model check"}]),
+    ("pages/churn.py", [{}, {"churn_model": "random_forest"}, {"churn_model": "gradient_boosting"},
+                        {"churn_model": "logistic"}]),
+    ("pages/recommendations.py", [{}]),
+    ("pages/segments.py", [{}]),
+    ("pages/customer.py", [{}]),
+]
+
+
+@pytest.mark.parametrize("prepare", ["1", "0"])
+def test_pages_after_the_preparation_compute_no_model_again(monkeypatch, prepare):
+    monkeypatch.setenv("CLM_PREPARE_AHEAD", prepare)
+    st.cache_data.clear()  # nothing left by earlier tests
+    st.cache_resource.clear()
+    at = open_page(None, timeout=300)  # the Data page loads the demo; the preparation starts after it
+    _wait_for_preparation()
+    at.switch_page("pages/churn.py").run()  # shown: the horizons one step either side are trained next
+    _wait_for_preparation()
+    key = f"churn_horizon_{at.session_state['session_space'].workspace.dataset.fingerprint}"
+    horizon = at.number_input(key=key).value
+    for module, name in [(clv, "fit_clv_models"), (clv, "predict_clv"), (churn, "churn_from_workspace"),
+                         (churn, "_permutation_importance"), (recommend, "build_recommender"),
+                         (recommend, "evaluate"), (segments, "segment_customers"), (segments, "cluster_customers")]:
+        monkeypatch.setattr(module, name, _refuse)
+    failures = []
+
+    def visit(page, settings):
+        at.switch_page(page).run()
+        for state in settings:
+            for key, value in state.items():
+                at.session_state[key] = value
+            at.run()
+            if at.exception:
+                failures.append((page, state, at.exception[0].message))
+
+    for page, settings in VISITS:
+        visit(page, settings)
+    # The horizons one step either side of the one the churn page showed.
+    visit("pages/churn.py", [{"churn_model": None}, {key: horizon + 15}, {key: horizon - 15}])
+    if prepare == "1":
+        assert failures == []
+    else:  # without it the same visits compute: the check above can fail
+        assert failures
