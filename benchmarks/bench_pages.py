@@ -3,10 +3,12 @@
     python benchmarks/bench_pages.py                     # Online Retail and CDNOW master
     python benchmarks/bench_pages.py --data online_retail --pages churn
 
-For each data set: upload it on the Data page, then open each page (its first computation) and change each of
-its controls once, timing from the click or keystroke until the app has finished running (the status the page
-shows while a script runs). Prints one table: page, step, seconds, and whether it met its target (first
-computation of a page under 3 s, a control change under 1 s). Uses Debian's Chromium through Playwright.
+For each data set: upload it on the Data page, then open each page and change each of its controls once,
+timing from the click or keystroke until the app has finished running (the status the page shows while a script
+runs). Prints one table: page, step, seconds, and whether it met its target (a page opened under 3 s, a control
+changed under 1 s). Uses Debian's Chromium through Playwright. The steps follow one another as fast as the app
+allows (the next starts once the page has been quiet for a second): a user who reads what a page shows gives the
+app's background preparation more time than this.
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ class Step:
     name: str
     act: Callable
     opens: bool = False
-    new: bool = False  # a new computation (a fit, a new cohort table): under a spinner, first-computation target
     products: bool = False  # needs a product column: skipped on data without one (the page says why instead)
+    picker: bool = False  # needs the list of every customer id: skipped on data with too many customers for one
 
     @property
     def kind(self) -> str:
-        return "first computation" if self.opens else "new computation" if self.new else "re-render"
+        return "page opened" if self.opens else "control"
 
 
 def timed(page, act: Callable, *, start_within: float = 2.0, timeout: float = 600.0) -> float:
@@ -98,14 +100,14 @@ def _number_up(label: str, delta: int) -> Callable:
     return act
 
 
-def _select(label: str, option: str) -> Callable:
+def _select(label: str | re.Pattern, option: str) -> Callable:
     """Pick ``option`` by typing it into the select box (which filters its options as one types) and pressing
     Enter. The typing is the user's time, not the app's: a long option is typed up to its second word only (enough
     to leave it alone in the list here), so the timing is that of the choice, not of 30 keystrokes."""
     typed = " ".join(option.split()[:2])
 
     def act(page) -> None:
-        page.get_by_role("combobox", name=label, exact=True).filter(visible=True).first.click()
+        page.get_by_role("combobox", name=label, exact=isinstance(label, str)).filter(visible=True).first.click()
         page.keyboard.type(typed)
         page.keyboard.press("Enter")
     return act
@@ -167,8 +169,9 @@ def _download(name: str) -> Callable:
     return act
 
 
-# Steps marked "(new computation)" fit or train something the page has not computed yet for these settings: they
-# show a spinner and are measured against the first-computation target. Every other step re-renders.
+# Every step but a page's opening is a control change, with a target of 1 s, whether it re-renders or computes
+# something new (a fit, a new cohort table): the app prepares after a load what the pages and their few-choice
+# controls show (app_state.prepare_ahead), so the table also shows how much of that a user meets in time.
 PAGES: dict[str, list[Step]] = {
     "data": [
         Step("open Data (summary, revenue by month)", _open("Data"), opens=True),
@@ -179,13 +182,12 @@ PAGES: dict[str, list[Step]] = {
         Step("heatmap: revenue retention", _radio("Heatmap shows", "Revenue retention")),
         Step("cohorts on the heatmap: 12", _select("Cohorts on the heatmap", "The 12 most recent")),
         Step("include the first cohort", _toggle("Include the first cohort in the average")),
-        Step("definition: rolling (new computation)", _radio("Retention definition", "Rolling"), new=True),
+        Step("definition: rolling", _radio("Retention definition", "Rolling")),
         Step("definition back to classic", _radio("Retention definition", "Classic")),
-        Step("minimum cohort size 20 (new computation)", _number("Minimum cohort size", "20"), new=True),
-        Step("first purchase from (one step, new computation)", _slider_key("First purchase between", "ArrowRight"),
-             new=True),
-        Step("period: week (new computation)", _radio("Cohort period", "Week"), new=True),
-        Step("period: quarter (new computation)", _radio("Cohort period", "Quarter"), new=True),
+        Step("minimum cohort size 20", _number("Minimum cohort size", "20")),
+        Step("first purchase from (one step)", _slider_key("First purchase between", "ArrowRight")),
+        Step("period: week", _radio("Cohort period", "Week")),
+        Step("period: quarter", _radio("Cohort period", "Quarter")),
         Step("period back to month", _radio("Cohort period", "Month")),
     ],
     "clv": [
@@ -198,21 +200,21 @@ PAGES: dict[str, list[Step]] = {
         Step("calculator: discount rate", _number("Annual discount rate (%)", "8")),
         Step("calculator: horizon years", _number("Horizon (years)", "7")),
         Step("calculator: unlimited horizon", _toggle("Unlimited horizon")),
-        Step("calculator: fill in from the data (new computation)", _button("^Fill in from"), new=True),
-        Step("tab: Predictive CLV (first: fit and score, new computation)", _tab("Predictive CLV"), new=True),
+        Step("calculator: fill in from the data", _button("^Fill in from")),
+        Step("tab: Predictive CLV (first: fit and score)", _tab("Predictive CLV")),
         Step("predictive: horizon (one step)", _slider_key("Horizon (months)", "ArrowRight")),
         Step("predictive: monthly discount rate", _number("Monthly discount rate (%)", "1.5")),
         Step("predictive: gross margin", _number("Gross margin (%)", "40")),
         Step("predictive: download CSV (built on click)", _download("Per-customer CLV (CSV)")),
-        Step("predictive: download Excel (built on click)", _download("Per-customer CLV (Excel)"), new=True),
-        Step("predictive: unit day (new computation)", _radio("Time unit", "Day"), new=True),
+        Step("predictive: download Excel (built on click)", _download("Per-customer CLV (Excel)")),
+        Step("predictive: unit day", _radio("Time unit", "Day")),
         Step("predictive: unit back to week", _radio("Time unit", "Week")),
-        Step("predictive: Pareto/NBD (new computation)", _radio("Purchase model", "Pareto/NBD"), new=True),
+        Step("predictive: Pareto/NBD", _radio("Purchase model", "Pareto/NBD")),
         Step("predictive: back to BG/NBD", _radio("Purchase model", "BG/NBD")),
-        Step("tab: Model check (first: the check's fit, new computation)", _tab("Model check"), new=True),
-        Step("check: calibration end, another day (new computation)", _another_day("Calibration end"), new=True),
-        Step("check: Pareto/NBD (new computation)", _radio("Purchase model", "Pareto/NBD"), new=True),
-        Step("check: unit day (new computation)", _radio("Time unit", "Day"), new=True),
+        Step("tab: Model check (first: the check's fit)", _tab("Model check")),
+        Step("check: calibration end, another day", _another_day("Calibration end")),
+        Step("check: Pareto/NBD", _radio("Purchase model", "Pareto/NBD")),
+        Step("check: unit day", _radio("Time unit", "Day")),
         Step("tab: Calculator", _tab("Calculator")),
         Step("tab: Predictive CLV again", _tab("Predictive CLV")),
     ],
@@ -222,45 +224,46 @@ PAGES: dict[str, list[Step]] = {
         Step("success rate", _number("Success rate (%)", "15")),
         Step("risk threshold (one step)", _slider_key("Contact customers with a risk of at least", "ArrowRight")),
         Step("minimum CLV", _number("Only customers with a CLV of at least", "100")),
-        Step("model: random forest (new computation: its importance)", _select("Model", "Random forest"), new=True),
+        Step("model: random forest (its importance)", _select("Model", "Random forest")),
         Step("model back to automatic", _select("Model", "Best on the check (automatic)")),
         Step("tab: how good is the prediction", _tab("How good is the prediction?")),
-        Step("horizon 30 days longer (retrain: new computation)", _number_up("Horizon (days)", 30), new=True),
+        Step("horizon 30 days longer (retrain)", _number_up("Horizon (days)", 30)),
     ],
     "recommendations": [
         Step("open Recommendations (check, fit, recommend everyone)", _open("Recommendations"), opens=True),
         Step("products per customer 5", _number("Products per customer", "5"), products=True),
         Step("products they already buy: leave out",
              _select("Products they already buy", "Only products they have not bought"), products=True),
-        Step("show: next best action (new computation: churn and CLV inputs)", _radio("Show", "Next best action"),
-             new=True),
+        Step("show: next best action (churn and CLV inputs)", _radio("Show", "Next best action")),
         Step("next best action: without churn risk", _toggle("Use churn risk (the Churn risk page's model)")),
         Step("show: bought together", _radio("Show", "Bought together")),
-        Step("bought together: one product (new computation)", _select("Product", "2"), new=True, products=True),
-        Step("bought together: whole catalogue (new computation)",
-             _toggle("Strongest pairs across the whole catalogue"), new=True, products=True),
+        Step("bought together: one product", _select("Product", "2"), products=True),
+        Step("bought together: whole catalogue",
+             _toggle("Strongest pairs across the whole catalogue"), products=True),
         Step("back to products to offer", _radio("Show", "Products to offer")),
     ],
     "customer": [
         Step("open Customer", _open("Customer"), opens=True),
-        Step("pick customer 12347 (first: models' view of everyone)", _select("Customer id", "12347"), new=True),
-        Step("pick customer 12352", _select("Customer id", "12352")),
-        Step("search '1235'", _number("Search", "1235", role="textbox")),
+        Step("pick customer 12347 from the list of every id", _select("Customer id", "12347"), picker=True),
+        Step("pick customer 12352 from the list", _select("Customer id", "12352"), picker=True),
+        Step("search '12347'", _number("Search", "12347", role="textbox")),
+        Step("search '1235' (the customers matching)", _number("Search", "1235", role="textbox")),
+        Step("pick 12352 among them", _select(re.compile("^Customers matching"), "12352")),
     ],
     "segments": [
         Step("open Segments (RFM, clusters, stages, history, flows)", _open("Segments"), opens=True),
         Step("size by revenue", _toggle("Size by revenue")),
         Step("tab: Clusters", _tab("Clusters")),
-        Step("clusters: 4 (new computation)", _select("Number of clusters", "4"), new=True),
+        Step("clusters: 4", _select("Number of clusters", "4")),
         Step("tab: Lifecycle stages", _tab("Lifecycle stages")),
-        Step("flow from another day (new computation)", _another_day("Flow from"), new=True),
+        Step("flow from another day", _another_day("Flow from")),
         Step("open the stage thresholds", _expand("Stage thresholds")),
-        Step("churned after 120 days (new computation)", _number("Churned after (days without a purchase)", "120"),
-             new=True),
+        Step("churned after 120 days", _number("Churned after (days without a purchase)", "120")),
     ],
 }
 DATA = {"online_retail": ONLINE_RETAIL, "cdnow_master": CDNOW_MASTER}
 WITHOUT_PRODUCTS = {"cdnow_master"}
+WITHOUT_PICKER = {"cdnow_master"}  # 23,570 customers: the Customer page offers its search box only
 
 
 def _load(page, url: str, path: Path) -> float:
@@ -290,12 +293,15 @@ def run(data: list[str], pages: list[str]) -> list[tuple[str, str, str, str, flo
                     if step.products and name in WITHOUT_PRODUCTS:
                         print(f"  {page_name}: {step.name}: skipped (no product column)", flush=True)
                         continue
+                    if step.picker and name in WITHOUT_PICKER:
+                        print(f"  {page_name}: {step.name}: skipped (too many customers for one list)", flush=True)
+                        continue
                     try:
                         seconds = timed(page, step.act)
                     except Exception as error:  # a control that is not there is reported, not fatal
                         print(f"  {page_name}: {step.name}: could not run ({type(error).__name__})", flush=True)
                         continue
-                    target = PAGE_TARGET if step.opens or step.new else CONTROL_TARGET
+                    target = PAGE_TARGET if step.opens else CONTROL_TARGET
                     rows.append((name, page_name, step.name, step.kind, seconds, seconds < target))
                     print(f"  {page_name:<8} {step.name:<48} {seconds:6.2f} s  {'ok' if seconds < target else 'SLOW'}",
                           flush=True)
@@ -310,8 +316,8 @@ def main() -> None:
     parser.add_argument("--pages", nargs="+", choices=sorted(PAGES), default=list(PAGES))
     args = parser.parse_args()
     rows = run(args.data, args.pages)
-    print(f"\nTargets: first computation of a page or a new computation under {PAGE_TARGET:g} s, a re-render under "
-          f"{CONTROL_TARGET:g} s.\n\n| data | page | step | kind | seconds | target met |\n|---|---|---|---|---:|---|")
+    print(f"\nTargets: a page opened under {PAGE_TARGET:g} s, a control changed under {CONTROL_TARGET:g} s."
+          "\n\n| data | page | step | kind | seconds | target met |\n|---|---|---|---|---:|---|")
     for name, page_name, step, kind, seconds, met in rows:
         print(f"| {name} | {page_name} | {step} | {kind} | {seconds:.2f} | {'yes' if met else 'no'} |")
 
