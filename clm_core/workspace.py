@@ -353,7 +353,9 @@ class Workspace:
         digest that changes whenever they do. Customers without a label of a kind get no row for it."""
         self.dataset  # a clear error before a SQL one
         long, version = labels_long_form(labels, note)
-        with self._load_lock, self._cursor() as cursor:
+        # Serialised with the builds (which replace the labels too) by the lock a build takes last, so that a
+        # reader holding the dataset (dataset_held) may store labels without the two locks taken in two orders.
+        with self._swap_lock, self._cursor() as cursor:
             cursor.register("labels_frame", long)
             cursor.execute("BEGIN TRANSACTION")
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {LABELS_TABLE} (customer_id VARCHAR, kind VARCHAR, label VARCHAR)")

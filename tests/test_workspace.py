@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pandas as pd
 import pytest
 
 from clm_core.errors import ResourceLimitError
@@ -70,6 +71,10 @@ def test_a_load_waits_while_a_reader_holds_the_dataset(tmp_path, cdnow_sample_pa
             holding.set()
             release.wait(timeout=60)
             seen.append(workspace.dataset.fingerprint)  # still the demo: the load below is waiting
+            # Storing labels meanwhile, as the background preparation does: no deadlock with the waiting load.
+            workspace.store_customer_labels(pd.DataFrame({"customer_id": ["c1"], "rfm_segment": ["Champions"]}),
+                                            "a test label")
+            seen.append(workspace.customer_labels_info()[0])
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -81,6 +86,8 @@ def test_a_load_waits_while_a_reader_holds_the_dataset(tmp_path, cdnow_sample_pa
     release.set()
     thread.join(timeout=60)
     loading.join(timeout=120)
-    assert seen == [demo]
+    assert not thread.is_alive() and not loading.is_alive()
+    assert seen == [demo, "a test label"]
+    assert workspace.customer_labels_info() is None  # the new dataset starts without the old one's labels
     assert workspace.dataset.fingerprint != demo  # loaded once the reader let go
     workspace.close()
