@@ -759,9 +759,19 @@ def _prepare_in_background(fingerprint: str, ws: Workspace, steps) -> threading.
     return thread
 
 
+def _lower_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux: a thread's own nice value), so preparing ahead
+    takes the cores only when the user's own page runs leave them free."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux, or not allowed: the thread runs at the usual priority
+        pass
+
+
 def _prepare(fingerprint: str, ws: Workspace, steps) -> None:
     """Run ``steps()``'s steps one after the other, each holding the dataset, while it is still the one of
     ``fingerprint``; a step that fails is left to the page that needs it."""
+    _lower_priority()
     wait_for_imports()  # never import the model modules beside the warm-up thread
     try:
         steps = steps()
@@ -808,12 +818,20 @@ def _preparations(fingerprint: str, ws: Workspace) -> list:
 
     settings = dataclasses.astuple(StageSettings())
     calibration_end = default_calibration_end(first, last)
+    def labels():
+        if ws.customer_labels_info() is None:  # stored as the pages store them on first use
+            ws.store_customer_labels(*_cached_standard_labels(fingerprint, ws))
+
     steps = [
         lambda: cached_full_customer_table(fingerprint, ws),
         lambda: cached_customer_table(fingerprint, ws),
-        lambda: _cached_standard_labels(fingerprint, ws),
+        labels,
         lambda: cached_customer_counts(fingerprint, ws),
         clv("bgnbd", "week"),
+        lambda: cached_clv_diagnostics(fingerprint, ws, "bgnbd", "week"),
+        lambda: cached_clv_check(fingerprint, ws, "bgnbd", "week", calibration_end),
+        clv("pareto", "week"),
+        clv("bgnbd", "day"),
         churn(None),
         lambda: cached_customer_value(fingerprint, ws),
     ]
@@ -823,13 +841,9 @@ def _preparations(fingerprint: str, ws: Workspace) -> list:
         actions,
         lambda: cached_segments(fingerprint, ws, last, validate_segment_rules(default_segment_rules()), settings,
                                 False),
-        lambda: cached_clusters(fingerprint, ws, last, "kmeans", None, (2, 8), (), 0.5, 10),
         lambda: cached_stage_history(fingerprint, ws, settings),
-        lambda: cached_clv_diagnostics(fingerprint, ws, "bgnbd", "week"),
-        lambda: cached_clv_check(fingerprint, ws, "bgnbd", "week", calibration_end),
-        clv("pareto", "week"),
-        clv("bgnbd", "day"),
         *[churn(model) for model in MODEL_NAMES],
+        lambda: cached_clusters(fingerprint, ws, last, "kmeans", None, (2, 8), (), 0.5, 10),
     ]
     return steps
 
