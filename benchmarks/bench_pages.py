@@ -227,7 +227,9 @@ PAGES: dict[str, list[Step]] = {
         Step("model: random forest (its importance)", _select("Model", "Random forest")),
         Step("model back to automatic", _select("Model", "Best on the check (automatic)")),
         Step("tab: how good is the prediction", _tab("How good is the prediction?")),
-        Step("horizon 30 days longer (retrain)", _number_up("Horizon (days)", 30)),
+        Step("horizon one step (15 days) longer", _number_up("Horizon (days)", 15)),
+        Step("horizon typed in: 45 days shorter (a horizon not prepared: trained when asked)",
+             _number_up("Horizon (days)", -45)),
     ],
     "recommendations": [
         Step("open Recommendations (check, fit, recommend everyone)", _open("Recommendations"), opens=True),
