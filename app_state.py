@@ -778,6 +778,8 @@ def _prepare(fingerprint: str, ws: Workspace, steps) -> None:
     except Exception as error:  # noqa: BLE001 - the pages compute what they need, and say what went wrong
         _LOGGER.debug("Preparing %s failed: %s", fingerprint, error)
         return
+    from clm_core.errors import ClmError
+
     for step in steps:
         try:
             with ws.dataset_held():
@@ -786,8 +788,10 @@ def _prepare(fingerprint: str, ws: Workspace, steps) -> None:
                 step()
         except duckdb.ConnectionException:
             return  # the session ended: its workspace is closed
-        except Exception as error:  # noqa: BLE001 - the page that needs it computes it again, and says why
-            _LOGGER.debug("Preparing %s: %s failed: %s", fingerprint, getattr(step, "__name__", step), error)
+        except ClmError as error:  # what the data cannot support: the page says so when opened
+            _LOGGER.debug("Preparing %s: %s", fingerprint, error)
+        except Exception:  # noqa: BLE001 - not the user's to see: the page computes it again when opened
+            _LOGGER.warning("Preparing a page ahead failed", exc_info=True)
 
 
 def _preparations(fingerprint: str, ws: Workspace) -> list:

@@ -69,3 +69,32 @@ def test_pages_after_the_preparation_compute_no_model_again(monkeypatch, prepare
         assert failures == []
     else:  # without it the same visits compute: the check above can fail
         assert failures
+
+
+def test_a_failing_step_is_logged_and_the_next_steps_still_run(tmp_path, caplog):
+    import app_state
+    from clm_core.errors import DataRangeError
+    from clm_core.workspace import Workspace
+    from tests.conftest import DEMO_FILE
+
+    workspace = Workspace(tmp_path / "ws.duckdb")
+    workspace.ingest(DEMO_FILE)
+    ran = []
+
+    def broken():
+        raise RuntimeError("a bug")
+
+    def unsupported():
+        raise DataRangeError("too little data")  # the page says so when opened: not logged as a failure
+
+    with caplog.at_level("WARNING", logger="app_state"):
+        app_state._prepare_in_background(workspace.dataset.fingerprint, workspace,
+                                         lambda: [broken, unsupported, lambda: ran.append("after")]).join(60)
+    assert ran == ["after"]
+    assert [record.message for record in caplog.records] == ["Preparing a page ahead failed"]
+    assert "a bug" in caplog.text
+    # Another dataset loaded meanwhile: the steps left stop.
+    stale = app_state._prepare_in_background("another fingerprint", workspace, lambda: [lambda: ran.append("stale")])
+    stale.join(60)
+    assert ran == ["after"]
+    workspace.close()
