@@ -227,6 +227,27 @@ def test_the_check_uses_no_rows_after_the_cutoff(tmp_path):
         workspace.close()
 
 
+def test_lists_kept_at_fit_are_the_lists_scored_at_call_time(tmp_path):
+    """keep_top only changes when personalised products are scored: the same lists (products, order, scores to the
+    last bit, reasons) for short lists and long, everyone or a few customers. Every product has a twin bought in
+    the same orders, so scores tie everywhere, also between the last product on a list and the next."""
+    shop = _random_shop(300, 8, seed=3)
+    shop = pd.concat([shop, shop.assign(product_id=shop["product_id"] + "b")], ignore_index=True)
+    workspace = _workspace(tmp_path, shop)
+    interactions = workspace.query("customer_product_interactions", start=date(1, 1, 1), end=date(2024, 1, 1))
+    kept, scored = (recommend.Recommender(keep_top=keep_top).fit(interactions, as_of=date(2023, 12, 31))
+                    for keep_top in (3, 0))
+    assert kept._kept_candidates is not None and scored._kept_candidates is None
+    few = kept.customers_[::7]
+    for top in (1, 2, 3, 5):
+        for include_repeats in (True, False):
+            for customers in (None, few, few[:1], few[1:2]):
+                pd.testing.assert_frame_equal(kept.recommend(customers, top=top, include_repeats=include_repeats),
+                                              scored.recommend(customers, top=top, include_repeats=include_repeats),
+                                              check_exact=True)
+    workspace.close()
+
+
 def test_without_a_product_column_the_answer_says_so(tmp_path):
     frame = pd.DataFrame({"customer_id": ["a", "b", "a"], "order_date": ["2021-01-01", "2021-02-01", "2021-03-01"],
                           "amount": [10.0, 20.0, 5.0]})
@@ -334,6 +355,77 @@ def test_online_retail_bought_together_matches_pandas(online_retail_workspace):
     assert every["orders_both"].min() >= 50 and every.groupby("product_id").size().max() == 3
     with pytest.raises(DataRangeError, match="No product"):
         recommend.bought_together(workspace, "NO SUCH THING AT ALL")
+
+
+def test_online_retail_lists_hold_the_highest_summed_similarity(online_retail_picks):
+    """Leaving out what customers bought, a personalised list holds their highest summed similarities to what they
+    bought (of the products they neither bought nor returned in full), best first, as sorting every product's
+    score finds them; a customer with one product gets the most popular ones they have not bought."""
+    _, model, _ = online_retail_picks
+    picks = model.recommend(include_repeats=False)
+    customers = model.customers_[::25]
+    rows = model.customers_.get_indexer(customers)
+    bought = model.purchases_[rows] > 0
+    scores = (sp.csr_matrix(bought, dtype=float) @ model.similarity_).toarray()
+    scores[bought.toarray() | model.excluded_[rows].toarray() | (scores <= 0)] = -np.inf
+    lists = dict(tuple(picks[picks["customer_id"].isin(customers)].groupby("customer_id", observed=True)))
+    personal = np.asarray(bought.sum(axis=1)).ravel() >= 2
+    assert personal.sum() > 100 and (~personal).sum() > 0
+    returned = model.excluded_[rows].toarray()
+    for customer, score, own, gone, is_personal in zip(customers, scores, bought.toarray(), returned, personal):
+        mine = lists[customer]
+        if is_personal:
+            best = np.sort(score[np.isfinite(score)])[::-1][:10]
+            cf = mine[mine["method"] == "cf"]
+            assert len(cf) == len(best) and (mine["method"].iloc[:len(cf)] == "cf").all()
+            # Scores summed in the same order: equal to rounding, 1e-12 relative.
+            assert_allclose(cf["score"].to_numpy(), best, rtol=1e-12)
+            assert_allclose(score[model.products_.get_indexer(cf["product_id"])], best, rtol=1e-12)
+        else:
+            popularity = np.where(own | gone, -1, model.popularity_)
+            assert (mine["method"] == "popularity").all()
+            assert_allclose(mine["score"].to_numpy(), np.sort(popularity)[::-1][:10], rtol=0)
+            assert not (own | gone)[model.products_.get_indexer(mine["product_id"])].any()
+
+
+def test_online_retail_whole_catalogue_pairs_match_pandas_and_the_query(online_retail_workspace):
+    """Every product's top 3 partners (the app's whole catalogue), counted as a sparse matrix product: the named
+    query Spark runs gives the same rows, and for a sample of products a pandas count of the orders holding both
+    products, over every partner, gives the same partners, counts and measures."""
+    workspace, _ = online_retail_workspace
+    assert recommend._orders_are_large(workspace)  # 21 lines an order: pairs counted in Python, not by the query
+    every = recommend.bought_together(workspace, min_orders=5, top=3)
+    query = workspace.query("bought_together", min_orders=5, top=3, product=None)
+    assert len(every) > 5000
+    pd.testing.assert_frame_equal(every.drop(columns=["product_name", "other_product_name"]),
+                                  query.drop(columns="all_orders").rename(
+                                      columns={"product": "product_id", "other_product": "other_product_id"}))
+    rows = workspace.query("preview", limit=10**7)
+    rows = rows[~rows["is_return"]].assign(product=lambda f: f["product_id"].fillna(f["product_name"]))
+    baskets = rows[["customer_id", "order_id", "product"]].drop_duplicates()
+    orders = len(baskets[["customer_id", "order_id"]].drop_duplicates())
+    orders_of = baskets.groupby("product").size()
+    sample = orders_of.index[::40].union(orders_of.nlargest(5).index)
+    together = baskets[baskets["product"].isin(sample)].merge(baskets, on=["customer_id", "order_id"],
+                                                              suffixes=("", "_other"))
+    both = together[together["product"] != together["product_other"]].groupby(
+        ["product", "product_other"]).size().rename("orders_both").reset_index()
+    both = both[both["orders_both"] >= 5].assign(product_orders=lambda f: orders_of[f["product"]].to_numpy(),
+                                                 other_orders=lambda f: orders_of[f["product_other"]].to_numpy())
+    # Of one product's partners, confidence orders as the orders together do, and lift (at equal confidence) as
+    # the partner's orders, fewest first: whole numbers, so the expected order has no rounding in it.
+    expected = both.sort_values(["product", "orders_both", "other_orders", "product_other"],
+                                ascending=[True, False, True, True]).groupby("product").head(3)
+    got = every[every["product_id"].isin(sample)]
+    assert len(expected) > 100
+    assert got["product_id"].tolist() == expected["product"].tolist()
+    assert got["other_product_id"].tolist() == expected["product_other"].tolist()
+    for column in ("orders_both", "product_orders", "other_orders"):
+        assert got[column].tolist() == expected[column].tolist(), column
+    confidence = expected["orders_both"] / expected["product_orders"]
+    assert_allclose(got[["support", "confidence", "lift"]].to_numpy(),
+                    np.column_stack([expected["orders_both"] / orders, confidence,
+                                     confidence / (expected["other_orders"] / orders)]), rtol=1e-12)
 
 
 # -- command line ------------------------------------------------------------------------------------------------
