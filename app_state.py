@@ -773,13 +773,18 @@ def _prepare(fingerprint: str, ws: Workspace, steps) -> None:
     ``fingerprint``; a step that fails is left to the page that needs it."""
     _lower_priority()
     wait_for_imports()  # never import the model modules beside the warm-up thread
-    try:
-        steps = steps()
-    except Exception as error:  # noqa: BLE001 - the pages compute what they need, and say what went wrong
-        _LOGGER.debug("Preparing %s failed: %s", fingerprint, error)
-        return
     from clm_core.errors import ClmError
 
+    try:
+        steps = steps()
+    except duckdb.ConnectionException:
+        return  # the session ended: its workspace is closed
+    except ClmError as error:  # what the data cannot support: the pages say so when opened
+        _LOGGER.debug("Preparing %s: %s", fingerprint, error)
+        return
+    except Exception:  # noqa: BLE001 - not the user's to see: the pages compute what they need when opened
+        _LOGGER.warning("Preparing the pages ahead failed", exc_info=True)
+        return
     for step in steps:
         try:
             with ws.dataset_held():
@@ -790,6 +795,10 @@ def _prepare(fingerprint: str, ws: Workspace, steps) -> None:
             return  # the session ended: its workspace is closed
         except ClmError as error:  # what the data cannot support: the page says so when opened
             _LOGGER.debug("Preparing %s: %s", fingerprint, error)
+        except RuntimeError as error:
+            if "interpreter shutdown" in str(error):  # the server is stopping: a step's thread pool is closed
+                return
+            _LOGGER.warning("Preparing a page ahead failed", exc_info=True)
         except Exception:  # noqa: BLE001 - not the user's to see: the page computes it again when opened
             _LOGGER.warning("Preparing a page ahead failed", exc_info=True)
 
@@ -797,7 +806,8 @@ def _prepare(fingerprint: str, ws: Workspace, steps) -> None:
 def _preparations(fingerprint: str, ws: Workspace) -> list:
     """The steps, in the order of the pages (CLV, churn, recommendations and the customer page, segments), first
     what each shows when opened, then the results of its controls with few choices: the other purchase model and
-    time unit and the default model check (CLV), the importance of the other churn models, every k-means k."""
+    time unit and the default model check (CLV), the importance of the other churn models, the k-means run (which
+    scores every k of its range, so a k picked later is quick)."""
     from clm_core.actions import default_rules
     from clm_core.churn import MODEL_NAMES
     from clm_core.clv import default_calibration_end
@@ -822,6 +832,7 @@ def _preparations(fingerprint: str, ws: Workspace) -> list:
 
     settings = dataclasses.astuple(StageSettings())
     calibration_end = default_calibration_end(first, last)
+
     def labels():
         if ws.customer_labels_info() is None:  # stored as the pages store them on first use
             ws.store_customer_labels(*_cached_standard_labels(fingerprint, ws))
@@ -919,10 +930,16 @@ def cached_clusters(fingerprint: str, _ws: Workspace, as_of, method: str, k: int
                     features: tuple, eps: float, min_samples: int):
     from clm_core.segments import cluster_customers
 
+    from clm_core.errors import ClmError
+
     known = None
     if method == "kmeans" and k is not None and k_range[0] <= k <= k_range[1]:
         # The page's first run (the best k) scored every k of the range: a chosen one needs no new silhouette.
-        known = cached_clusters(fingerprint, _ws, as_of, method, None, k_range, features, eps, min_samples).silhouette
+        try:
+            known = cached_clusters(fingerprint, _ws, as_of, method, None, k_range, features, eps,
+                                    min_samples).silhouette
+        except ClmError:  # that run is refused (too few customers...): the chosen k says why on its own
+            pass
     return cluster_customers(cached_customer_table_at(fingerprint, _ws, as_of), method=method, k=k, k_range=k_range,
                              features=list(features), eps=eps, min_samples=min_samples, known_silhouettes=known)
 

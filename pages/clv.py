@@ -256,8 +256,7 @@ def _predictive() -> None:
         step=0.25, key="clv_pred_discount",
         help="Money next month is worth this much less than today; 1 % a month is about 12.7 % a year.")
     margin_pct = row[2].number_input("Gross margin (%)", min_value=1.0, max_value=100.0, value=app_state.CLV_MARGIN_PCT,
-                                     step=5.0,
-                                     key="clv_pred_margin",
+                                     step=5.0, key="clv_pred_margin",
                                      help="100 % gives CLV in revenue; set your margin for CLV in profit.")
     attempt, used = _fit(purchase_model, unit)
     if attempt is None:
