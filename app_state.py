@@ -696,10 +696,15 @@ def cached_next_best_actions(fingerprint: str, _ws: Workspace, churn_horizon: in
 def action_rules(fingerprint: str, ws: Workspace) -> pd.DataFrame:
     """The rules of the next best action in this session: as last edited on the Recommendations page, else the
     defaults for this dataset."""
+    edited = st.session_state.get(f"nba_rules_{fingerprint}")
+    return edited if edited is not None else default_action_rules(fingerprint, ws)
+
+
+def default_action_rules(fingerprint: str, ws: Workspace) -> pd.DataFrame:
+    """The next best action's rules before anyone edits them, for this dataset."""
     from clm_core.actions import default_rules
 
-    edited = st.session_state.get(f"nba_rules_{fingerprint}")
-    return edited if edited is not None else default_rules(cached_action_customers(fingerprint, ws, None)[0])
+    return default_rules(cached_action_customers(fingerprint, ws, None)[0])
 
 
 def churn_horizon_bounds(fingerprint: str, ws: Workspace) -> tuple[int, int]:
@@ -769,38 +774,39 @@ def _lower_priority() -> None:
 
 
 def _prepare(fingerprint: str, ws: Workspace, steps) -> None:
-    """Run ``steps()``'s steps one after the other, each holding the dataset, while it is still the one of
-    ``fingerprint``; a step that fails is left to the page that needs it."""
+    """Run ``steps()``'s steps one after the other (making the list is a step too), each holding the dataset,
+    while it is still the one of ``fingerprint``; a step that fails is left to the page that needs it."""
     _lower_priority()
     wait_for_imports()  # never import the model modules beside the warm-up thread
+    planned: list = []
+    if not _prepare_step(fingerprint, ws, lambda: planned.extend(steps())):
+        return
+    for step in planned:
+        if not _prepare_step(fingerprint, ws, step):
+            return
+
+
+def _prepare_step(fingerprint: str, ws: Workspace, step) -> bool:
+    """Run one step holding the dataset; False when the preparation is to stop: another file was loaded, the
+    session ended or the server is stopping. A failure of the step itself is logged, and the next steps run."""
     from clm_core.errors import ClmError
 
     try:
-        steps = steps()
+        with ws.dataset_held():
+            if not ws.has_dataset or ws.dataset.fingerprint != fingerprint:
+                return False  # another file was loaded
+            step()
     except duckdb.ConnectionException:
-        return  # the session ended: its workspace is closed
-    except ClmError as error:  # what the data cannot support: the pages say so when opened
+        return False  # the session ended: its workspace is closed
+    except ClmError as error:  # what the data cannot support: the page says so when opened
         _LOGGER.debug("Preparing %s: %s", fingerprint, error)
-        return
-    except Exception:  # noqa: BLE001 - not the user's to see: the pages compute what they need when opened
-        _LOGGER.warning("Preparing the pages ahead failed", exc_info=True)
-        return
-    for step in steps:
-        try:
-            with ws.dataset_held():
-                if not ws.has_dataset or ws.dataset.fingerprint != fingerprint:
-                    return  # another file was loaded
-                step()
-        except duckdb.ConnectionException:
-            return  # the session ended: its workspace is closed
-        except ClmError as error:  # what the data cannot support: the page says so when opened
-            _LOGGER.debug("Preparing %s: %s", fingerprint, error)
-        except RuntimeError as error:
-            if "interpreter shutdown" in str(error):  # the server is stopping: a step's thread pool is closed
-                return
-            _LOGGER.warning("Preparing a page ahead failed", exc_info=True)
-        except Exception:  # noqa: BLE001 - not the user's to see: the page computes it again when opened
-            _LOGGER.warning("Preparing a page ahead failed", exc_info=True)
+    except RuntimeError as error:
+        if "interpreter shutdown" in str(error):  # the server is stopping: a step's thread pool is closed
+            return False
+        _LOGGER.warning("Preparing a page ahead failed", exc_info=True)
+    except Exception:  # noqa: BLE001 - not the user's to see: the page computes it again when opened
+        _LOGGER.warning("Preparing a page ahead failed", exc_info=True)
+    return True
 
 
 def _preparations(fingerprint: str, ws: Workspace) -> list:
@@ -808,7 +814,6 @@ def _preparations(fingerprint: str, ws: Workspace) -> list:
     what each shows when opened, then the results of its controls with few choices: the other purchase model and
     time unit and the default model check (CLV), the importance of the other churn models, the k-means run (which
     scores every k of its range, so a k picked later is quick)."""
-    from clm_core.actions import default_rules
     from clm_core.churn import MODEL_NAMES
     from clm_core.clv import default_calibration_end
     from clm_core.customers import data_span
@@ -827,8 +832,7 @@ def _preparations(fingerprint: str, ws: Workspace) -> list:
 
     def actions():
         horizon = churn_horizon_bounds(fingerprint, ws)[0]
-        rules = default_rules(cached_action_customers(fingerprint, ws, None)[0])
-        return cached_next_best_actions(fingerprint, ws, horizon, rules)
+        return cached_next_best_actions(fingerprint, ws, horizon, default_action_rules(fingerprint, ws))
 
     settings = dataclasses.astuple(StageSettings())
     calibration_end = default_calibration_end(first, last)

@@ -452,7 +452,7 @@ class _PurchaseModel(_Model):
         moved.params_se_ = (self.params_se_ * scale).rename("se")
         weights = np.ones(len(data[0])) if weights is None else np.asarray(weights, dtype=float)
         with np.errstate(all="ignore"):
-            moved.log_likelihood_ = float(weights @ moved._row_log_likelihood(moved.params_.to_numpy(), _Rows(data)))
+            moved.log_likelihood_ = float(weights @ moved.log_likelihood(*data))
         return moved
 
     def log_likelihood(self, frequency, recency, T) -> np.ndarray:

@@ -95,8 +95,8 @@ def products_view() -> None:
         help="For shops where people buy the same things again (supplies, groceries), reminding them of their "
              "usual products works. 'Decide from my data' includes them when at least 10 % of what repeat "
              "customers buy is bought on two days or more.")
-    top = int(controls[2].number_input("Products per customer", min_value=1, max_value=20, value=app_state.FIRST_TOP, step=1,
-                                       key="rec_top"))
+    top = int(controls[2].number_input("Products per customer", min_value=1, max_value=20, value=app_state.FIRST_TOP,
+                                       step=1, key="rec_top"))
     try:
         with st.spinner("Checking personalised recommendations against the most popular products on the last "
                         "3 months, then recommending for every customer..."):
