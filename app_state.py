@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 import weakref
+from datetime import date, timedelta
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
@@ -509,7 +510,7 @@ def cached_churn_horizon(fingerprint: str, _ws: Workspace):
     return suggest_horizon(_ws, cached_customer_table(fingerprint, _ws))  # the table the CLV page reads too
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=32, show_spinner=False)  # every horizon of a dataset the page offers, and a few more
 def cached_churn(fingerprint: str, _ws: Workspace, horizon_days: int, cutoff, model: str | None):
     """Churn models trained, checked and every customer scored, for a dataset and settings; another model
     re-scores with the models already trained."""
@@ -707,18 +708,33 @@ def default_action_rules(fingerprint: str, ws: Workspace) -> pd.DataFrame:
     return default_rules(cached_action_customers(fingerprint, ws, None)[0])
 
 
-def churn_horizon_bounds(fingerprint: str, ws: Workspace) -> tuple[int, int]:
-    """(the horizon the Churn risk page starts with: the suggestion, at most half the data's span; the most it
-    allows: half the span), in days."""
+# The Churn risk page's horizons are every CHURN_HORIZON_STEP days (every 7 on data too short for three such steps)
+# and the suggestion: few enough to be trained ahead, and the 30/60/90 days campaigns are planned in.
+CHURN_HORIZON_STEP = 15
+# A chosen check date moves in steps of this many days.
+CHURN_CHECK_STEP = 30
+# The horizons (or check dates) trained ahead around the one shown, nearest first: six steps either side, each
+# about 10 MB of cache and 1-2 s of a core at CDNOW master's 23,570 customers; above CHURN_PREPARE_FAR_UP_TO
+# customers only the one step either side.
+CHURN_PREPARED = 12
+CHURN_PREPARE_FAR_UP_TO = 50_000
+
+
+def churn_horizons(fingerprint: str, ws: Workspace) -> tuple[list[int], int]:
+    """(the horizons the Churn risk page offers, in days: every :data:`CHURN_HORIZON_STEP` days up to the longest
+    the data can train and check (a horizon needs twice its length of data, and one day), and the suggestion; the
+    one the page starts with: the suggestion, at most that longest)."""
     suggested, _ = cached_churn_horizon(fingerprint, ws)
     summary = cached_summary(fingerprint, ws)
-    longest = max(8, (summary.last_date - summary.first_date).days // 2)
-    return min(suggested, longest), longest
+    longest = max(7, ((summary.last_date - summary.first_date).days - 1) // 2)
+    step = CHURN_HORIZON_STEP if longest >= 3 * CHURN_HORIZON_STEP else 7
+    start = min(suggested, longest)
+    return sorted({*range(step, longest + 1, step), start}), start
 
 
 def churn_horizon_in_use(fingerprint: str, ws: Workspace) -> int:
     """The churn horizon the Churn risk page uses in this session (where it starts until changed)."""
-    return int(st.session_state.get(f"churn_horizon_{fingerprint}", churn_horizon_bounds(fingerprint, ws)[0]))
+    return int(st.session_state.get(f"churn_horizon_{fingerprint}", churn_horizons(fingerprint, ws)[1]))
 
 
 # --- preparing a dataset ahead of the user -------------------------------------------------------------------------
@@ -740,18 +756,51 @@ def prepare_ahead(fingerprint: str, ws: Workspace) -> threading.Thread | None:
     return _prepare_in_background(fingerprint, ws, lambda: _preparations(fingerprint, ws))
 
 
-def prepare_churn_horizons(fingerprint: str, ws: Workspace, horizon: int, step: int, longest: int) -> None:
-    """After the Churn risk page has shown ``horizon`` (with the check date its default): the horizons one
-    ``step`` either side trained in the background, once each per session, so the + and - of the horizon input
-    answer at once (another horizon typed in is trained when asked, under a spinner)."""
-    done = st.session_state.setdefault("prepared_churn_horizons", set())
-    wanted = [other for other in (horizon + step, horizon - step) if 7 <= other <= longest
-              and (fingerprint, other) not in done]
+def churn_check_dates(fingerprint: str, ws: Workspace, horizon: int) -> list[date]:
+    """The check dates the Churn risk page offers for ``horizon``, oldest first: every
+    :data:`CHURN_CHECK_STEP` days back from the latest (the last day of the data less the horizon: a horizon to
+    check on after it) to the earliest that leaves a horizon, and a day, to train on before it."""
+    summary = cached_summary(fingerprint, ws)
+    latest = summary.last_date.date() - timedelta(days=horizon)
+    earliest = summary.first_date.date() + timedelta(days=horizon + 1)
+    steps = max(0, (latest - earliest).days // CHURN_CHECK_STEP)
+    return [latest - timedelta(days=CHURN_CHECK_STEP * back) for back in range(steps, -1, -1)]
+
+
+def prepare_churn(fingerprint: str, ws: Workspace, horizon: int, check_date: date | None) -> None:
+    """After the Churn risk page has shown ``horizon`` with the default check date (``check_date`` None), the
+    horizons it offers nearest to it (and, third, the check date one step earlier); with a chosen ``check_date``,
+    the check dates it offers nearest to that one: trained in the background, nearest first, once each per
+    session, so the next move answers at once. The :data:`CHURN_PREPARED` nearest (on more customers than
+    :data:`CHURN_PREPARE_FAR_UP_TO`, the one step either side); a setting reached before its turn is trained when
+    asked, under a spinner."""
+    if check_date is None:
+        options, here = churn_horizons(fingerprint, ws)[0], horizon
+
+        def settings(other):
+            return other, None
+    else:
+        options, here = churn_check_dates(fingerprint, ws, horizon), check_date
+
+        def settings(other):  # the latest date is the default check date: the page asks for it as None
+            return horizon, None if other == options[-1] else other
+    if here not in options:
+        return
+    at = options.index(here)
+    nearest = sorted((other for other in options if other != here), key=lambda other: abs(options.index(other) - at))
+    nearest = nearest[:CHURN_PREPARED] if cached_summary(fingerprint, ws).customers <= CHURN_PREPARE_FAR_UP_TO \
+        else [other for other in nearest if abs(options.index(other) - at) == 1]
+    wanted = [settings(other) for other in nearest]
+    if check_date is None:  # and the check date one step earlier, where the check date's control starts
+        dates = churn_check_dates(fingerprint, ws, horizon)
+        wanted[2:2] = [(horizon, dates[-2])] if len(dates) > 1 else []
+    done = st.session_state.setdefault("prepared_churn", set())
+    wanted = [setting for setting in wanted if (fingerprint, setting) not in done]
     if not _preparing() or not wanted:
         return
-    done.update((fingerprint, other) for other in wanted)
+    done.update((fingerprint, setting) for setting in wanted)
     _prepare_in_background(fingerprint, ws, lambda: [
-        lambda other=other: cached_churn(fingerprint, ws, other, None, None) for other in wanted])
+        lambda days=days, cutoff=cutoff: cached_churn(fingerprint, ws, days, cutoff, None) for days, cutoff in wanted])
 
 
 def _preparing() -> bool:
@@ -828,10 +877,10 @@ def _preparations(fingerprint: str, ws: Workspace) -> list:
                         cached_probability_alive(fingerprint, ws, model, unit))
 
     def churn(model: str | None):
-        return lambda: cached_churn(fingerprint, ws, churn_horizon_bounds(fingerprint, ws)[0], None, model)
+        return lambda: cached_churn(fingerprint, ws, churn_horizons(fingerprint, ws)[1], None, model)
 
     def actions():
-        horizon = churn_horizon_bounds(fingerprint, ws)[0]
+        horizon = churn_horizons(fingerprint, ws)[1]
         return cached_next_best_actions(fingerprint, ws, horizon, default_action_rules(fingerprint, ws))
 
     settings = dataclasses.astuple(StageSettings())

@@ -91,15 +91,6 @@ def _number(label: str, value: str, *, role: str = "spinbutton") -> Callable:
     return act
 
 
-def _number_up(label: str, delta: int) -> Callable:
-    """Add ``delta`` to a number input's value (whatever the data suggested) and press Enter."""
-    def act(page) -> None:
-        field = page.get_by_role("spinbutton", name=label)
-        field.fill(str(int(float(field.input_value())) + delta))
-        field.press("Enter")
-    return act
-
-
 def _select(label: str | re.Pattern, option: str) -> Callable:
     """Pick ``option`` by typing it into the select box (which filters its options as one types) and pressing
     Enter. The typing is the user's time, not the app's: a long option is typed up to its second word only (enough
@@ -113,11 +104,14 @@ def _select(label: str | re.Pattern, option: str) -> Callable:
     return act
 
 
-def _slider_key(label: str, key: str) -> Callable:
+def _slider_key(label: str, key: str, *, times: int = 1) -> Callable:
+    """Press ``key`` on a slider ``times`` times in a row (one change for the app: a slider sends its value once
+    the keys stop)."""
     def act(page) -> None:
         slider = page.get_by_role("slider", name=label).first
         slider.focus()
-        slider.press(key)
+        for _ in range(times):
+            slider.press(key)
     return act
 
 
@@ -227,9 +221,11 @@ PAGES: dict[str, list[Step]] = {
         Step("model: random forest (its importance)", _select("Model", "Random forest")),
         Step("model back to automatic", _select("Model", "Best on the check (automatic)")),
         Step("tab: how good is the prediction", _tab("How good is the prediction?")),
-        Step("horizon one step (15 days) longer", _number_up("Horizon (days)", 15)),
-        Step("horizon typed in: 45 days shorter (a horizon not prepared: trained when asked)",
-             _number_up("Horizon (days)", -45)),
+        Step("horizon one step (15 days) longer", _slider_key("Horizon (days)", "ArrowRight")),
+        Step("horizon three steps (45 days) shorter", _slider_key("Horizon (days)", "ArrowLeft", times=3)),
+        Step("check date: chosen, the default", _toggle("Choose the check date")),
+        Step("check date: one step (30 days) earlier", _slider_key("Check the model from", "ArrowLeft")),
+        Step("check date: two steps more (60 days) earlier", _slider_key("Check the model from", "ArrowLeft", times=2)),
     ],
     "recommendations": [
         Step("open Recommendations (check, fit, recommend everyone)", _open("Recommendations"), opens=True),

@@ -54,8 +54,6 @@ def show_quality(result: churn.ChurnResult) -> None:
         st.plotly_chart(charts.importance_figure(result.importance, churn.FEATURES), key="churn_importance")
 
 
-_HORIZON_STEP = 15  # days; the horizons one step either side of the one shown are trained in the background
-
 _LIST_NAMES = {"customer_id": "Customer", "risk": "Risk", "risk_band": "Risk band", "drivers": "Why",
                "last_purchase": "Last purchase", "days_since_last_purchase": "Days since last purchase",
                "orders": "Orders", "revenue": "Revenue", "clv": "CLV, next 12 months", **LABELS}
@@ -183,13 +181,14 @@ if mode == "transactions":
     except ClmError as error:
         st.error(app_state.plain(str(error)))
         st.stop()
-    start, longest = app_state.churn_horizon_bounds(dataset.fingerprint, ws)
+    horizons, start = app_state.churn_horizons(dataset.fingerprint, ws)
     controls = st.columns(3)
-    horizon = int(controls[0].number_input(
-        "Horizon (days)", min_value=7, max_value=longest, value=start,
-        step=_HORIZON_STEP, key=f"churn_horizon_{dataset.fingerprint}",
+    horizon = int(controls[0].select_slider(
+        "Horizon (days)", options=horizons, value=start, key=f"churn_horizon_{dataset.fingerprint}",
+        format_func=lambda days: f"{days} days",
         help=f"A customer is lost when they make no purchase for this many days. Suggested: {suggested} days, which "
-             "most of your repeat customers come back within (chart below)."))
+             "most of your repeat customers come back within (chart below). Offered every 15 days, up to the longest your "
+             "data can train and check: a horizon needs twice its length of data, and a day."))
     options = [None, *churn.MODEL_NAMES]
     model = controls[1].selectbox("Model", options, key="churn_model",
                                   format_func=lambda name: "Best on the check (automatic)" if name is None
@@ -200,8 +199,17 @@ if mode == "transactions":
     custom = controls[2].toggle("Choose the check date", key="churn_custom_cutoff",
                                 help=f"By default models are checked on the last {horizon} days of your data "
                                      f"(from {latest:%d %b %Y}) and trained on the {horizon} days before.")
-    cutoff = st.date_input("Check the model from", value=latest, max_value=latest, key="churn_cutoff",
-                           format="DD/MM/YYYY") if custom else None
+    chosen = None
+    dates = app_state.churn_check_dates(dataset.fingerprint, ws, horizon) if custom else []
+    if len(dates) == 1:
+        st.caption(f"With a {horizon}-day horizon your data leave one check date: {latest:%d %b %Y}.")
+    elif dates:
+        chosen = st.select_slider(
+            "Check the model from", options=dates, value=dates[-1], key=f"churn_cutoff_{horizon}",
+            format_func=lambda day: f"{day:%d %b %Y}",
+            help=f"Every {app_state.CHURN_CHECK_STEP} days back from the latest date that leaves {horizon} days to "
+                 f"check on, to the earliest that leaves {horizon} days before it to train on.")
+    cutoff = None if chosen == latest else chosen  # the default check date: the models already trained for it
     with st.expander(f"Why {horizon} days? How long repeat customers usually wait between purchases"):
         st.plotly_chart(charts.churn_gap_figure(gaps, horizon), key="churn_gaps")
     try:
@@ -212,8 +220,7 @@ if mode == "transactions":
     except ClmError as error:
         st.error(app_state.plain(str(error)))
         st.stop()
-    if cutoff is None:
-        app_state.prepare_churn_horizons(dataset.fingerprint, ws, horizon, _HORIZON_STEP, longest)
+    app_state.prepare_churn(dataset.fingerprint, ws, horizon, chosen)
     if not result.predictive:
         st.warning("On this data, who leaves cannot be predicted better than chance (or than days since the last "
                    "purchase alone). The list below is ranked by days since the last purchase against each "

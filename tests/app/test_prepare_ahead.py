@@ -42,10 +42,17 @@ def test_pages_after_the_preparation_compute_no_model_again(monkeypatch, prepare
     st.cache_resource.clear()
     at = open_page(None, timeout=300)  # the Data page loads the demo; the preparation starts after it
     _wait_for_preparation()
-    at.switch_page("pages/churn.py").run()  # shown: the horizons one step either side are trained next
+    at.switch_page("pages/churn.py").run()  # shown: the horizons around it are trained next
+    at.session_state["churn_custom_cutoff"] = True
+    at.run()  # shown with a chosen check date (the default): the check dates around it are trained next
+    at.session_state["churn_custom_cutoff"] = False
     _wait_for_preparation()
-    key = f"churn_horizon_{at.session_state['session_space'].workspace.dataset.fingerprint}"
-    horizon = at.number_input(key=key).value
+    import app_state
+
+    workspace = at.session_state["session_space"].workspace
+    key = f"churn_horizon_{workspace.dataset.fingerprint}"
+    horizons, horizon = app_state.churn_horizons(workspace.dataset.fingerprint, workspace)
+    here = horizons.index(at.select_slider(key=key).value)
     for module, name in [(clv, "fit_clv_models"), (clv, "predict_clv"), (churn, "churn_from_workspace"),
                          (churn, "_permutation_importance"), (recommend, "build_recommender"),
                          (recommend, "evaluate"), (segments, "segment_customers"), (segments, "cluster_customers")]:
@@ -63,8 +70,12 @@ def test_pages_after_the_preparation_compute_no_model_again(monkeypatch, prepare
 
     for page, settings in VISITS:
         visit(page, settings)
-    # The horizons one step either side of the one the churn page showed.
-    visit("pages/churn.py", [{"churn_model": None}, {key: horizon + 15}, {key: horizon - 15}])
+    # Horizons one and three steps either side of the one the churn page showed, and its own check date chosen.
+    visit("pages/churn.py", [{"churn_model": None}, *({key: horizons[here + steps]} for steps in (1, -1, 3, -3)),
+                             {key: horizon, "churn_custom_cutoff": True}])
+    dates = app_state.churn_check_dates(workspace.dataset.fingerprint, workspace, horizon)
+    visit("pages/churn.py", [{f"churn_cutoff_{horizon}": dates[-2]}, {f"churn_cutoff_{horizon}": dates[-4]},
+                             {f"churn_cutoff_{horizon}": dates[-1]}])
     if prepare == "1":
         assert failures == []
     else:  # without it the same visits compute: the check above can fail
