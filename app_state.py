@@ -794,13 +794,53 @@ def prepare_churn(fingerprint: str, ws: Workspace, horizon: int, check_date: dat
     if check_date is None:  # and the check date one step earlier, where the check date's control starts
         dates = churn_check_dates(fingerprint, ws, horizon)
         wanted[2:2] = [(horizon, dates[-2])] if len(dates) > 1 else []
-    done = st.session_state.setdefault("prepared_churn", set())
-    wanted = [setting for setting in wanted if (fingerprint, setting) not in done]
-    if not _preparing() or not wanted:
+    if not _preparing():
         return
-    done.update((fingerprint, setting) for setting in wanted)
-    _prepare_in_background(fingerprint, ws, lambda: [
-        lambda days=days, cutoff=cutoff: cached_churn(fingerprint, ws, days, cutoff, None) for days, cutoff in wanted])
+    known = st.session_state.get("churn_preparation")
+    if known is None or known[0] != fingerprint:
+        known = st.session_state["churn_preparation"] = (fingerprint, _Queue(
+            lambda setting: cached_churn(fingerprint, ws, setting[0], setting[1], None)))
+    queue = known[1]
+    if queue.replace(wanted):  # no thread working through it: one is started
+        _prepare_in_background(fingerprint, ws, lambda: queue)
+
+
+class _Queue:
+    """Settings to prepare one after the other by ``prepare(setting)``, the waiting ones replaced by each newer
+    wish (what is nearest to the page as shown now comes first), each prepared once; iterated by the one thread
+    working through it."""
+
+    def __init__(self, prepare) -> None:
+        self._prepare = prepare
+        self._lock = threading.Lock()
+        self._waiting: list = []
+        self._done: set = set()
+        self._working = False
+
+    def replace(self, settings: list) -> bool:
+        """Wait for ``settings`` (those not prepared yet) instead of what was waiting; True when no thread works
+        through the queue and one must be started."""
+        with self._lock:
+            self._waiting = [setting for setting in settings if setting not in self._done]
+            start = bool(self._waiting) and not self._working
+            self._working = self._working or start
+            return start
+
+    def __iter__(self):
+        emptied = False
+        try:
+            while True:
+                with self._lock:
+                    if not self._waiting:
+                        self._working, emptied = False, True  # in the lock: a wish after it starts a thread
+                        return
+                    setting = self._waiting.pop(0)
+                    self._done.add(setting)  # a failure is not tried again: the page says why when asked
+                yield lambda setting=setting: self._prepare(setting)
+        finally:
+            if not emptied:  # the thread stopped early (another file loaded, the session ended)
+                with self._lock:
+                    self._working = False
 
 
 def _preparing() -> bool:
@@ -827,10 +867,10 @@ def _prepare(fingerprint: str, ws: Workspace, steps) -> None:
     while it is still the one of ``fingerprint``; a step that fails is left to the page that needs it."""
     _lower_priority()
     wait_for_imports()  # never import the model modules beside the warm-up thread
-    planned: list = []
-    if not _prepare_step(fingerprint, ws, lambda: planned.extend(steps())):
+    planned: list = []  # the steps: a list, or a queue that changes while it is worked through (taken in turn)
+    if not _prepare_step(fingerprint, ws, lambda: planned.append(steps())):
         return
-    for step in planned:
+    for step in planned[0]:
         if not _prepare_step(fingerprint, ws, step):
             return
 

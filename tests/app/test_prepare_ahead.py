@@ -43,10 +43,11 @@ def test_pages_after_the_preparation_compute_no_model_again(monkeypatch, prepare
     at = open_page(None, timeout=300)  # the Data page loads the demo; the preparation starts after it
     _wait_for_preparation()
     at.switch_page("pages/churn.py").run()  # shown: the horizons around it are trained next
+    _wait_for_preparation()
     at.session_state["churn_custom_cutoff"] = True
     at.run()  # shown with a chosen check date (the default): the check dates around it are trained next
-    at.session_state["churn_custom_cutoff"] = False
     _wait_for_preparation()
+    at.session_state["churn_custom_cutoff"] = False
     import app_state
 
     workspace = at.session_state["session_space"].workspace
@@ -109,3 +110,23 @@ def test_a_failing_step_is_logged_and_the_next_steps_still_run(tmp_path, caplog)
     stale.join(60)
     assert ran == ["after"]
     workspace.close()
+
+
+def test_a_newer_wish_replaces_what_waits_and_nothing_is_prepared_twice():
+    import app_state
+
+    made = []
+    queue = app_state._Queue(made.append)
+    assert queue.replace([1, 2, 3])  # nothing works through it: a thread is to be started
+    steps = iter(queue)
+    next(steps)()
+    assert not queue.replace([4, 1, 2])  # the thread at work takes the newer wish; 1 is done already
+    for step in steps:
+        step()
+    assert made == [1, 4, 2]
+    assert not queue.replace([2, 4, 1])  # everything prepared: no thread
+    assert queue.replace([5])  # the last thread has finished: a new one is to be started
+    stopped = iter(queue)
+    next(stopped)
+    stopped.close()  # the thread stopped early (another file loaded)
+    assert queue.replace([6])
