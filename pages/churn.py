@@ -187,8 +187,8 @@ if mode == "transactions":
         "Horizon (days)", options=horizons, value=start, key=f"churn_horizon_{dataset.fingerprint}",
         format_func=lambda days: f"{days} days",
         help=f"A customer is lost when they make no purchase for this many days. Suggested: {suggested} days, which "
-             "most of your repeat customers come back within (chart below). Offered every 15 days, up to the longest your "
-             "data can train and check: a horizon needs twice its length of data, and a day."))
+             "most of your repeat customers come back within (chart below). Offered up to the longest your data can "
+             "train and check: a horizon needs twice its length of data, and a day."))
     options = [None, *churn.MODEL_NAMES]
     model = controls[1].selectbox("Model", options, key="churn_model",
                                   format_func=lambda name: "Best on the check (automatic)" if name is None
