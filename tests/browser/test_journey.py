@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from clm_core.generator import generate_transactions
@@ -74,6 +75,42 @@ def test_clv_page_calculator_and_prediction(page, app_server, log_start):
         page.get_by_role("tab", name="Predictive CLV").click()
         page.wait_for_timeout(1500)
         page.screenshot(path=str(Path(SCREENSHOTS) / "clv_page.png"), full_page=True)
+
+
+def test_churn_page_horizon_and_check_date_move_in_steps(page, app_server, log_start):
+    """The horizon slider moves 15 days per key press and the check date 30 days, and the page follows."""
+    page.goto(app_server.url)
+    page.get_by_text("Rows in the file").first.wait_for()
+    page.get_by_role("link", name="Churn risk").click()
+    horizon = page.get_by_role("slider", name="Horizon (days)")
+    horizon.wait_for(timeout=180_000)
+    page.get_by_text("Customers scored").first.wait_for(timeout=180_000)
+    wait_until_idle(page)
+    start = int(horizon.get_attribute("aria-valuetext").split()[0])  # the suggestion, in steps of 30 days
+    horizon.focus()
+    horizon.press("ArrowRight")
+    page.get_by_text(f"Why {start + 15} days?").wait_for(timeout=60_000)
+    wait_until_idle(page)
+    page.get_by_text("Choose the check date", exact=True).click()
+    check = page.get_by_role("slider", name="Check the model from")
+    check.wait_for()
+    latest = check.get_attribute("aria-valuetext")
+    check.focus()
+    check.press("ArrowLeft")
+    wait_until_idle(page)
+    earlier = check.get_attribute("aria-valuetext")
+    assert datetime.strptime(latest, "%d %b %Y") - datetime.strptime(earlier, "%d %b %Y") == timedelta(days=30)
+    page.get_by_text("Customers scored").first.wait_for()
+    assert_page_ok(page)
+    assert_log_clean(app_server.log(since=log_start))
+    if SCREENSHOTS:
+        page.get_by_text("Choose the check date", exact=True).click()
+        horizon.focus()
+        horizon.press("ArrowLeft")
+        wait_until_idle(page)
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(Path(SCREENSHOTS) / "churn_page.png"), full_page=True)
 
 
 def test_customer_lookup_and_their_recommendations_download(page, app_server, log_start):
