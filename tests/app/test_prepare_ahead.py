@@ -8,6 +8,7 @@ import threading
 import pytest
 import streamlit as st
 
+import app_state
 from clm_core import churn, clv, recommend, segments
 from tests.app.helpers import open_page
 
@@ -48,8 +49,6 @@ def test_pages_after_the_preparation_compute_no_model_again(monkeypatch, prepare
     at.run()  # shown with a chosen check date (the default): the check dates around it are trained next
     _wait_for_preparation()
     at.session_state["churn_custom_cutoff"] = False
-    import app_state
-
     workspace = at.session_state["session_space"].workspace
     key = f"churn_horizon_{workspace.dataset.fingerprint}"
     horizons, horizon = app_state.churn_horizons(workspace.dataset.fingerprint, workspace)
@@ -84,7 +83,6 @@ def test_pages_after_the_preparation_compute_no_model_again(monkeypatch, prepare
 
 
 def test_a_failing_step_is_logged_and_the_next_steps_still_run(tmp_path, caplog):
-    import app_state
     from clm_core.errors import DataRangeError
     from clm_core.workspace import Workspace
     from tests.conftest import DEMO_FILE
@@ -113,8 +111,6 @@ def test_a_failing_step_is_logged_and_the_next_steps_still_run(tmp_path, caplog)
 
 
 def test_a_newer_wish_replaces_what_waits_and_nothing_is_prepared_twice():
-    import app_state
-
     made = []
     queue = app_state._Queue(made.append)
     assert queue.replace([1, 2, 3])  # nothing works through it: a thread is to be started
