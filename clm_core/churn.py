@@ -681,6 +681,14 @@ def churn_from_workspace(workspace: Engine, *, horizon_days: int | None = None, 
         )
     current = _features_at(workspace, last, horizon_days, with_models=True, table=everyone)
     notes: list[str] = []
+    history = (train_cutoff - first).days
+    if history < horizon_days:
+        # Customers at training then have far shorter histories than at the check (CDNOW master at 240 days:
+        # tenure at most 65 days in training, a median of 262 at the check), and a linear model extrapolates.
+        notes.append(f"The models learn from purchases up to {train_cutoff:%d %b %Y}, only {history} days after your "
+                     f"data begin: customers then had at most {history} days of history, against up to "
+                     f"{(cutoff - first).days} at the check, so what they learn may not carry over (the check below "
+                     "shows how well it did). A shorter horizon leaves more history to learn from.")
     # Past cutoffs only train and check: beyond _EXAMPLE_CUSTOMERS customers, a fixed sample of them does.
     share = min(1.0, _EXAMPLE_CUSTOMERS / max(len(current), 1))
     if share < 1:

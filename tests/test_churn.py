@@ -84,6 +84,15 @@ def test_online_retail_best_model_beats_recency(online_retail_churn):
     assert set(result.models) == {*churn.MODEL_NAMES, churn.BASELINE}
 
 
+def test_training_on_a_short_history_is_said(online_retail_churn, online_retail_workspace):
+    workspace, _ = online_retail_workspace
+    # The data run from 1 Dec 2010 to 9 Dec 2011: at 180 days the models learn from purchases up to 14 Dec 2010.
+    long = churn.churn_from_workspace(workspace, horizon_days=180, seed=0)
+    assert any("up to 14 Dec 2010, only 13 days after your data begin" in note for note in long.notes)
+    # At 90 days checked from 10 Sep 2011 they learn from purchases up to 12 Jun 2011: 193 days of history.
+    assert not any("days after your data begin" in note for note in online_retail_churn.notes)
+
+
 def test_online_retail_scores_every_current_customer(online_retail_churn, online_retail_workspace):
     workspace, _ = online_retail_workspace
     scores = online_retail_churn.scores
