@@ -774,6 +774,8 @@ def prepare_churn(fingerprint: str, ws: Workspace, horizon: int, check_date: dat
     session, so the next move answers at once. The :data:`CHURN_PREPARED` nearest (on more customers than
     :data:`CHURN_PREPARE_FAR_UP_TO`, the one step either side); a setting reached before its turn is trained when
     asked, under a spinner."""
+    if not _preparing():
+        return
     if check_date is None:
         options, here = churn_horizons(fingerprint, ws)[0], horizon
 
@@ -787,15 +789,14 @@ def prepare_churn(fingerprint: str, ws: Workspace, horizon: int, check_date: dat
     if here not in options:
         return
     at = options.index(here)
-    nearest = sorted((other for other in options if other != here), key=lambda other: abs(options.index(other) - at))
+    steps = {other: abs(place - at) for place, other in enumerate(options) if other != here}
+    nearest = sorted(steps, key=steps.get)  # stable: of two as near, the smaller first
     nearest = nearest[:CHURN_PREPARED] if cached_summary(fingerprint, ws).customers <= CHURN_PREPARE_FAR_UP_TO \
-        else [other for other in nearest if abs(options.index(other) - at) == 1]
+        else [other for other in nearest if steps[other] == 1]
     wanted = [settings(other) for other in nearest]
     if check_date is None:  # and the check date one step earlier, where the check date's control starts
         dates = churn_check_dates(fingerprint, ws, horizon)
         wanted[2:2] = [(horizon, dates[-2])] if len(dates) > 1 else []
-    if not _preparing():
-        return
     known = st.session_state.get("churn_preparation")
     if known is None or known[0] != fingerprint:
         known = st.session_state["churn_preparation"] = (fingerprint, _Queue(
@@ -889,11 +890,9 @@ def _prepare_step(fingerprint: str, ws: Workspace, step) -> bool:
         return False  # the session ended: its workspace is closed
     except ClmError as error:  # what the data cannot support: the page says so when opened
         _LOGGER.debug("Preparing %s: %s", fingerprint, error)
-    except RuntimeError as error:
-        if "interpreter shutdown" in str(error):  # the server is stopping: a step's thread pool is closed
-            return False
-        _LOGGER.warning("Preparing a page ahead failed", exc_info=True)
-    except Exception:  # noqa: BLE001 - not the user's to see: the page computes it again when opened
+    except Exception as error:  # noqa: BLE001 - not the user's to see: the page computes it again when opened
+        if isinstance(error, RuntimeError) and "interpreter shutdown" in str(error):
+            return False  # the server is stopping: a step's thread pool is closed
         _LOGGER.warning("Preparing a page ahead failed", exc_info=True)
     return True
 
@@ -1021,9 +1020,8 @@ def cached_stage_flows(fingerprint: str, _ws: Workspace, start, end, settings: t
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_clusters(fingerprint: str, _ws: Workspace, as_of, method: str, k: int | None, k_range: tuple,
                     features: tuple, eps: float, min_samples: int):
-    from clm_core.segments import cluster_customers
-
     from clm_core.errors import ClmError
+    from clm_core.segments import cluster_customers
 
     known = None
     if method == "kmeans" and k is not None and k_range[0] <= k <= k_range[1]:
