@@ -112,13 +112,13 @@ def _select(label: str | re.Pattern, option: str) -> Callable:
 
 
 def _slider_key(label: str, key: str, *, times: int = 1) -> Callable:
-    """Press ``key`` on a slider ``times`` times in a row (one change for the app: a slider sends its value once
-    the keys stop)."""
+    """Press ``key`` on a slider ``times`` times in a row: one change for the app, as a drag is (a slider sends
+    its value 200 ms after the last key; the keys go to the focused slider at once, where finding the slider
+    again before each key, while the page reran, spaced them out and made each its own change)."""
     def act(page) -> None:
-        slider = page.get_by_role("slider", name=label).first
-        slider.focus()
+        page.get_by_role("slider", name=label).first.focus()
         for _ in range(times):
-            slider.press(key)
+            page.keyboard.press(key)
     return act
 
 
