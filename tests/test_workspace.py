@@ -91,3 +91,28 @@ def test_a_load_waits_while_a_reader_holds_the_dataset(tmp_path, cdnow_sample_pa
     assert workspace.customer_labels_info() is None  # the new dataset starts without the old one's labels
     assert workspace.dataset.fingerprint != demo  # loaded once the reader let go
     workspace.close()
+
+
+def test_the_description_read_while_a_load_runs_is_read_again_after_it(tmp_path, monkeypatch):
+    """The dataset's description is read from the database once per load and then kept; one read while a load
+    runs (here, the old one: the new one is not committed yet) is not kept past the load."""
+    workspace = Workspace(tmp_path / "ws.duckdb")
+    workspace.ingest(DEMO_FILE)
+    first = workspace.dataset.fingerprint
+    other = tmp_path / "other.csv"
+    other.write_text("customer_id,order_date,amount\na,2021-01-01,10\nb,2021-01-02,20\na,2021-02-01,5\n")
+    seen = []
+    write = workspace._write_meta
+
+    def write_then_read(dataset) -> None:
+        write(dataset)
+        reader = threading.Thread(target=lambda: seen.append(workspace.dataset.fingerprint))
+        reader.start()
+        reader.join(timeout=60)
+
+    monkeypatch.setattr(workspace, "_write_meta", write_then_read)
+    workspace.ingest(other)
+    assert seen == [first]
+    assert workspace.dataset.fingerprint not in (first, None)
+    assert workspace.dataset.name == "other.csv"
+    workspace.close()
