@@ -210,17 +210,21 @@ if mode == "transactions":
             help=f"Every {app_state.CHURN_CHECK_STEP} days back from the latest date that leaves {horizon} days to "
                  f"check on, to the earliest that leaves {horizon} days before it to train on.")
     cutoff = None if chosen == latest else chosen  # the default check date: the models already trained for it
-    with st.expander(f"Why {horizon} days? How long repeat customers usually wait between purchases"):
-        st.plotly_chart(charts.churn_gap_figure(gaps, horizon), key="churn_gaps")
+    # The chart is made only while the box is open (opening it reruns the page): closed, as it starts, it costs
+    # the page's other runs nothing.
+    why = st.expander(f"Why {horizon} days? How long repeat customers usually wait between purchases",
+                      key="churn_why", on_change="rerun")
+    if why.open:
+        why.plotly_chart(charts.churn_gap_figure(gaps, horizon), key="churn_gaps")
     try:
         with st.spinner("Training three models and checking them on customers they never saw..." if model is None
-                        else f"Scoring every customer with {churn.MODEL_NAMES[model]} (trained with the others)..."):
+                        else f"Scoring every customer with {churn.MODEL_NAMES[model]} (trained with the others)..."), \
+                app_state.churn_prepared_around(dataset.fingerprint, ws, horizon, chosen):
             result = app_state.cached_churn(dataset.fingerprint, ws, horizon, cutoff, model)
         value, value_words = app_state.cached_customer_value(dataset.fingerprint, ws)
     except ClmError as error:
         st.error(app_state.plain(str(error)))
         st.stop()
-    app_state.prepare_churn(dataset.fingerprint, ws, horizon, chosen)
     if not result.predictive:
         st.warning("On this data, who leaves cannot be predicted better than chance (or than days since the last "
                    "purchase alone). The list below is ranked by days since the last purchase against each "

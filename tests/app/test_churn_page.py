@@ -1,5 +1,6 @@
 """AppTest of the Churn risk page on the demo data and on Telco."""
 
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -64,3 +65,20 @@ def test_the_longest_horizon_offered_is_the_longest_the_data_can_train_and_check
     slider.set_value(longest).run()
     assert not at.exception
     assert not at.error
+
+
+def _chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+
+
+def test_the_gap_chart_is_made_only_while_its_box_is_open():
+    at = _page()
+    gaps = "How long do repeat customers usually wait between purchases?"
+    assert gaps not in _chart_titles(at)
+    at.session_state["churn_why"] = True  # the user opens "Why N days?"
+    at.run()
+    assert not at.exception
+    assert gaps in _chart_titles(at)
+    at.session_state["churn_why"] = False
+    at.run()
+    assert gaps not in _chart_titles(at)

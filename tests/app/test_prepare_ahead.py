@@ -126,3 +126,17 @@ def test_a_newer_wish_replaces_what_waits_and_nothing_is_prepared_twice():
     next(stopped)
     stopped.close()  # the thread stopped early (another file loaded)
     assert queue.replace([6])
+
+
+def test_while_the_page_computes_the_queue_gives_no_next_setting():
+    queue = app_state._Queue(lambda setting: None)
+    assert queue.replace([1, 2])
+    steps = iter(queue)
+    taken = []
+    worker = threading.Thread(target=lambda: taken.append(next(steps)))
+    with queue.held():  # the page computes what it shows
+        worker.start()
+        worker.join(timeout=0.5)
+        assert worker.is_alive() and taken == []  # the thread waits for the page
+    worker.join(timeout=10)
+    assert len(taken) == 1  # then takes the next setting
