@@ -82,3 +82,18 @@ def test_the_gap_chart_is_made_only_while_its_box_is_open():
     at.session_state["churn_why"] = False
     at.run()
     assert gaps not in _chart_titles(at)
+
+
+def test_a_campaign_that_cannot_pay_is_said(tmp_path):
+    at = _page()
+    assert not any("pays for itself" in info.value for info in at.info)  # the demo's list pays at the defaults
+    at.number_input(key="churn_cost").set_value(1_000_000.0).run()
+    assert not at.exception
+    message = next(info.value for info in at.info if "pays for itself" in info.value)
+    assert message.startswith("At 1,000,000.00 per contact and a 10% success rate, no list")
+    with Workspace(tmp_path / "demo.duckdb") as workspace:  # the most one contact saves, computed apart
+        workspace.ingest(DEMO)
+        result = churn.churn_from_workspace(workspace)
+        value, _ = churn.customer_value(workspace)
+    most = (0.1 * result.scores["risk"] * result.scores["customer_id"].map(value)).max()
+    assert f"the most one contact is expected to save (success rate x risk x value) is {most:,.2f}." in message
