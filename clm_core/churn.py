@@ -592,7 +592,8 @@ def _reasons(pushes: np.ndarray, say, index: pd.Index, limit: int) -> pd.Series:
     chosen = np.where(strengths > 0, top, -1)  # the column said in each row's slot; -1: none
     reasons = np.full(chosen.shape, "", dtype=object)
     # One call of ``say`` per column, for every row that names it in any slot (a column is in a row's slots at
-    # most once): a third of the calls of one per column and slot (CDNOW master: 0.17 s to 0.07 s).
+    # most once): a third of the calls of one per column and slot (the drivers of Online Retail's customers in
+    # 0.046 s instead of 0.074 s, CDNOW master's in 0.14 s instead of 0.17 s).
     for column in np.unique(chosen[chosen >= 0]):
         rows = (chosen == column).any(axis=1)
         within, slot = np.nonzero(chosen[rows] == column)
