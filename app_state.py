@@ -499,8 +499,13 @@ def cached_calculator_prefill(fingerprint: str, _ws: Workspace) -> dict:
 
 
 def money(value: float | None, digits: int = 0) -> str:
-    """A money figure for people: '8,278,519' or 'n/a'."""
-    return "n/a" if value is None else f"{value:,.{digits}f}"
+    """A money figure for people: '8,278,519' or 'n/a'; one that rounds to 0 but is not 0 with its cents
+    ('-0.49', not '-0')."""
+    if value is None:
+        return "n/a"
+    if value != 0 and round(value, digits) == 0:
+        digits = max(digits, 2)
+    return f"{value:,.{digits}f}"
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

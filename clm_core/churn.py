@@ -54,6 +54,7 @@ __all__ = [
     "with_model",
     "churn_from_table",
     "campaign_curve",
+    "campaign_shortfall",
     "chance_of_leaving",
     "risk_band",
     "customer_value",
@@ -880,6 +881,24 @@ def campaign_curve(risk: pd.Series, value: pd.Series, *, cost_per_contact: float
     gain = success_rate * at_risk - cost_per_contact
     return pd.DataFrame({"threshold": p, "customers": np.arange(1, len(p) + 1),
                          "value_at_risk": np.cumsum(at_risk), "net_benefit": np.cumsum(gain)})
+
+
+def campaign_shortfall(curve: pd.DataFrame, *, cost_per_contact: float, success_rate: float) -> str | None:
+    """In words, why no list of the riskiest customers pays for itself on ``curve`` (:func:`campaign_curve`), and
+    what to try; None when one does (its best net benefit is above 0)."""
+    if curve.empty or curve["net_benefit"].max() > 0:
+        return None
+    saved = curve["net_benefit"].diff().fillna(curve["net_benefit"].iloc[0]) + cost_per_contact  # per contact
+    start = (f"At {cost_per_contact:,.2f} per contact and a {success_rate:.0%} success rate, no list of the riskiest "
+             "customers pays for itself")
+    if saved.max() > cost_per_contact:
+        worth = int((saved > cost_per_contact).sum())
+        return (f"{start}: the riskiest are worth too little to save. {worth:,} customers further down the list "
+                f"would each be worth a contact on their own (up to {saved.max():,.2f} expected saved: success rate x "
+                "risk x value); keep them with the minimum CLV filter.")
+    return (f"{start}: no single contact is expected to save more than it costs (at most {saved.max():,.2f}: "
+            "success rate x risk x value). A lower cost per contact or a higher success rate shows where a campaign "
+            "starts to pay.")
 
 
 # --- the at-risk list -------------------------------------------------------------------------------------------

@@ -133,12 +133,9 @@ def show_list(result: churn.ChurnResult, table: pd.DataFrame, value: pd.Series |
         st.info("No customer matches these filters.")
         return
     best = curve.loc[curve["net_benefit"].idxmax()]
-    if best["net_benefit"] <= 0:  # the slider still starts at the riskiest customers: say that no list pays
-        saved = curve["net_benefit"].diff().fillna(curve["net_benefit"].iloc[0]) + cost  # per contact, by risk
-        st.info(f"At {app_state.money(cost, 2)} per contact and a {success:.0%} success rate, no list of the "
-                "riskiest customers pays for itself: the most one contact is expected to save (success rate x "
-                f"risk x value) is {app_state.money(saved.max(), 2)}. The list starts at the riskiest customer; a "
-                "lower cost per contact or a higher success rate shows where a campaign starts to pay.")
+    shortfall = churn.campaign_shortfall(curve, cost_per_contact=cost, success_rate=success)
+    if shortfall:  # the threshold still starts at the riskiest customer: say that no list pays, and what to try
+        st.info(shortfall)
     top = float(chosen_table["risk"].max())
     best_threshold = float(chosen_table["risk"].sort_values(ascending=False).iloc[int(best["customers"]) - 1])
     key = f"churn_threshold_{result.horizon_days}_{result.best_model}"

@@ -266,3 +266,36 @@ def test_permutation_importance_finds_the_feature_that_decides():
     # Shuffles differ, so the two agree within their spread (a shuffled AUC varies by about 0.013 here).
     np.testing.assert_allclose(ours.loc["decides", "importance"], theirs.importances_mean[0], atol=0.01)
     assert abs(ours.loc["noise", "importance"]) < 0.005
+
+
+def test_a_campaign_that_cannot_pay_is_explained_on_cdnow_master(cdnow_master_path, tmp_path):
+    """CDNOW master at the page's default costs (1.00 a contact, 10 % success): the riskiest customers are worth
+    too little (a median 12-month CLV near 6), so no list of them pays, though some further down would on their
+    own: the count is checked against success rate x risk x value computed apart."""
+    with Workspace(tmp_path / "cdnow.duckdb") as workspace:
+        workspace.ingest(cdnow_master_path)
+        result = churn.churn_from_workspace(workspace)
+        value, _ = churn.customer_value(workspace)
+    assert result.predictive
+    worth = result.scores["customer_id"].map(value).astype(float)
+    curve = churn.campaign_curve(result.scores["risk"], worth, cost_per_contact=1.0, success_rate=0.1)
+    saved = 0.1 * result.scores["risk"] * worth.fillna(0)
+    assert curve["net_benefit"].max() <= 0
+    said = churn.campaign_shortfall(curve, cost_per_contact=1.0, success_rate=0.1)
+    assert said.startswith("At 1.00 per contact and a 10% success rate, no list of the riskiest customers pays for "
+                           "itself: the riskiest are worth too little to save.")
+    assert f" {int((saved > 1.0).sum()):,} customers further down the list would each be worth a contact" in said
+    assert f"(up to {saved.max():,.2f} expected saved" in said
+    # Ten times the success rate: the list pays, nothing is said.
+    paying = churn.campaign_curve(result.scores["risk"], worth, cost_per_contact=1.0, success_rate=1.0)
+    assert churn.campaign_shortfall(paying, cost_per_contact=1.0, success_rate=1.0) is None
+
+
+def test_when_no_contact_pays_on_its_own_the_page_says_what_to_change():
+    risk = pd.Series([0.9, 0.5, 0.2])
+    value = pd.Series([10.0, 30.0, 40.0])  # saves 0.9, 1.5 and 0.8 at 10 %: under the cost of 2 each
+    curve = churn.campaign_curve(risk, value, cost_per_contact=2.0, success_rate=0.1)
+    said = churn.campaign_shortfall(curve, cost_per_contact=2.0, success_rate=0.1)
+    assert said == ("At 2.00 per contact and a 10% success rate, no list of the riskiest customers pays for itself: no "
+                    "single contact is expected to save more than it costs (at most 1.50: success rate x risk x "
+                    "value). A lower cost per contact or a higher success rate shows where a campaign starts to pay.")
