@@ -783,11 +783,11 @@ def churn_prepared_around(fingerprint: str, ws: Workspace, horizon: int, check_d
     when asked, under a spinner. They replace what was waiting at once, but the background thread takes the first
     of them only once the page has its own result: until then it ends the setting it is on and waits, so the
     page's computation has the cores (a churn setting trained beside another took 40 to 50 % longer)."""
-    queue = _churn_queue(fingerprint, ws, horizon, check_date)
-    if queue is None:
+    prepared = _churn_queue(fingerprint, ws, horizon, check_date)
+    if prepared is None:
         yield
         return
-    queue, wanted = queue
+    queue, wanted = prepared
     with queue.held():
         start = queue.replace(wanted)
         try:

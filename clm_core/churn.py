@@ -888,7 +888,7 @@ def campaign_shortfall(curve: pd.DataFrame, *, cost_per_contact: float, success_
     what to try; None when one does (its best net benefit is above 0)."""
     if curve.empty or curve["net_benefit"].max() > 0:
         return None
-    saved = curve["net_benefit"].diff().fillna(curve["net_benefit"].iloc[0]) + cost_per_contact  # per contact
+    saved = success_rate * pd.Series(np.diff(curve["value_at_risk"].to_numpy(), prepend=0.0))  # per contact
     start = (f"At {cost_per_contact:,.2f} per contact and a {success_rate:.0%} success rate, no list of the riskiest "
              "customers pays for itself")
     if saved.max() > cost_per_contact:
